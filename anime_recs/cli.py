@@ -1,0 +1,68 @@
+"""The ``anime-recs`` command: inspect the artifact store.
+
+    anime-recs artifacts list [NAME]
+    anime-recs artifacts path NAME[:VERSION]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import pandas as pd
+
+from .artifacts import ArtifactStore
+from .errors import UserInputError
+from .io import format_table
+
+
+def _list(store: ArtifactStore, name: str | None) -> None:
+    names = [name] if name else store.names()
+    rows = []
+    for artifact_name in names:
+        versions = store.versions(artifact_name)
+        if name and not versions:
+            store.get(artifact_name)  # raises the helpful "no artifact named ..." error
+        for i, version in enumerate(versions):
+            rows.append({
+                "artifact": version.ref + (" (latest)" if i == len(versions) - 1 else ""),
+                "type": version.type,
+                "files": ", ".join(version.files),
+                "MB": round(sum(f["size"] for f in version.files.values()) / 1e6, 2),
+                "created": version.created,
+                "description": version.description,
+            })
+    if not rows:
+        print(f"no artifacts in {store.root} yet; run the pipeline first")
+        return
+    print(f"artifacts in {store.root}")
+    print(format_table(pd.DataFrame(rows), max_rows=10_000, max_colwidth=48))
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the ``anime-recs`` console script."""
+    parser = argparse.ArgumentParser(prog="anime-recs", description="Inspect the anime_recs artifact store.",
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--root", default=None, help="artifact store folder (default: $ANIME_RECS_ARTIFACTS, else artifacts/ beside mlflow.db, else ./artifacts)")
+    commands = parser.add_subparsers(dest="group", required=True)
+    artifacts = commands.add_parser("artifacts", help="list artifacts or print the folder of one version")
+    actions = artifacts.add_subparsers(dest="action", required=True)
+    list_cmd = actions.add_parser("list", help="every published version (or those of one NAME)")
+    list_cmd.add_argument("name", nargs="?", default=None, help="only this artifact")
+    path_cmd = actions.add_parser("path", help="print the folder (or only file) of NAME[:VERSION] after checking its hashes")
+    path_cmd.add_argument("ref", help="NAME, NAME:vN or NAME:latest")
+    args = parser.parse_args(argv)
+    store = ArtifactStore(args.root)
+    try:
+        if args.action == "list":
+            _list(store, args.name)
+        else:
+            artifact = store.get(args.ref)
+            print(artifact.file() if len(artifact.files) == 1 else artifact.path)
+    except UserInputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

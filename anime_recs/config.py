@@ -1,0 +1,98 @@
+"""Small typed helpers shared by every entry point: booleans, lists, logging."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Iterable
+
+TRUE_WORDS = {"true", "1", "yes", "y", "on"}
+FALSE_WORDS = {"false", "0", "no", "n", "off"}
+# Words that mean "no value" for optional list/str options coming through MLflow.
+NONE_WORDS = {"", "none", "null", "[]", "~"}
+
+
+def str_to_bool(value: str | bool) -> bool:
+    """Parse a boolean the one way every step does (``true/false/1/0/yes/no``).
+
+    Raises:
+        argparse.ArgumentTypeError: for anything else, so argparse prints a clear usage error.
+    """
+    if isinstance(value, bool):
+        return value
+    word = str(value).strip().lower()
+    if word in TRUE_WORDS:
+        return True
+    if word in FALSE_WORDS:
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")
+
+
+def str_to_list(value: str | Iterable[str] | None) -> list[str]:
+    """Parse a list option: ``"Action,Comedy"``, ``"['Action', 'Comedy']"`` or a real list.
+
+    ``None``, ``null``, ``[]`` and empty strings give an empty list; ``None`` items
+    (the original wrote ``["Action", "Comedy", None]``) are dropped.
+    """
+    if value is None:
+        return []
+    if isinstance(value, str):
+        text = value.strip()
+        if text.lower() in NONE_WORDS:
+            return []
+        text = text.strip("[]()")
+        items = [part.strip().strip("'\"").strip() for part in text.split(",")]
+    else:
+        items = [str(part).strip() for part in value if part is not None]
+    return [item for item in items if item and item.lower() not in NONE_WORDS]
+
+
+def optional_str(value: str | None) -> str | None:
+    """Map ``None``/``null``/empty to ``None``; keep other strings."""
+    if value is None or str(value).strip().lower() in NONE_WORDS:
+        return None
+    return str(value)
+
+
+def optional_int(value: str | int | None) -> int | None:
+    """Parse an optional integer (``null``/empty -> ``None``)."""
+    text = optional_str(None if value is None else str(value))
+    if text is None:
+        return None
+    try:
+        return int(float(text))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected an integer or null, got {value!r}") from exc
+
+
+def optional_float(value: str | float | None) -> float | None:
+    """Parse an optional float (``null``/empty -> ``None``)."""
+    text = optional_str(None if value is None else str(value))
+    if text is None:
+        return None
+    try:
+        return float(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected a number or null, got {value!r}") from exc
+
+
+def make_parser(description: str) -> argparse.ArgumentParser:
+    """An argparse parser that shows every option's default in ``--help``."""
+    return argparse.ArgumentParser(
+        description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
+
+
+def setup_logging(level: str | None = None) -> None:
+    """Configure logging for an entry point (library modules never do this)."""
+    logging.basicConfig(
+        level=(level or os.environ.get("ANIME_RECS_LOG_LEVEL", "INFO")).upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+        stream=sys.stderr,
+    )
+    # Third-party chatter would bury our progress lines.
+    for noisy in ("urllib3", "alembic", "mlflow", "wandb", "matplotlib", "PIL", "absl", "git"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -1,0 +1,165 @@
+"""The pipeline: which steps exist, their order, and the parameters each gets from the config.
+
+``main.py`` is a thin Hydra entry point around :func:`run_pipeline`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from .artifacts import ROOT_ENV, default_root
+from .config import str_to_list
+from .download import source_kind
+from .errors import UserInputError
+from .tracking import PARENT_RUN_ENV, WANDB_MODE_ENV, resolve_wandb_mode
+
+logger = logging.getLogger(__name__)
+
+ENV_MANAGERS = ("local", "conda", "virtualenv", "uv")
+Config = Mapping[str, Any]
+
+
+def _abs(path: str, base: Path) -> str:
+    """Absolute form of a local path relative to ``base`` (steps run in their own folder)."""
+    if not path:
+        return path
+    candidate = Path(path).expanduser()
+    return str(candidate if candidate.is_absolute() else (base / candidate).resolve())
+
+
+def _source(value: str, base: Path) -> str:
+    if source_kind(value) == "file" and not str(value).startswith("file:"):
+        return _abs(value, base)
+    return str(value)
+
+
+def download_params(cfg: Config, base: Path) -> dict[str, Any]:
+    """Parameters of the download step."""
+    d = cfg["data"]
+    return {
+        "stats_url": _source(d["stats_url"], base),
+        "stats_artifact": d["stats_artifact"],
+        "stats_type": d["stats_artifact_type"],
+        "stats_description": d["stats_artifact_description"],
+        "all_anime_url": _source(d["all_anime_url"], base),
+        "all_anime_artifact": d["all_anime_artifact"],
+        "all_anime_type": d["all_anime_type"],
+        "all_anime_description": d["all_anime_description"],
+        "synopses_url": _source(d["synopses_url"], base),
+        "synopses_artifact": d["synopses_artifact"],
+        "synopses_type": d["synopses_artifact_type"],
+        "synopses_description": d["synopses_artifact_description"],
+        "from_local": d["from_local"],
+        "local_fname": _abs(d["local_fname"], base),
+        "save_raw_locally": d["save_raw_locally"],
+        "raw_dir": _abs(str(Path(d["local_dir"]) / "raw"), base),
+        "sample_users": d["sample_users"],
+        "sample_anime": d["sample_anime"],
+        "sample_mean_items": d["sample_mean_items"],
+        "random_seed": cfg["main"]["random_seed"],
+    }
+
+
+def preprocess_params(cfg: Config, base: Path) -> dict[str, Any]:
+    """Parameters of the preprocess step."""
+    d = cfg["data"]
+    return {
+        "raw_stats": d["stats_artifact_latest"],
+        "all_anime": d["all_anime_artifact_latest"],
+        "raw_type": d["stats_artifact_type"],
+        "preprocessed_stats": d["preprocessed_stats"],
+        "preprocessed_artifact_type": d["preprocessed_artifact_type"],
+        "preprocessed_artifact_description": d["preprocessed_artifact_description"],
+        "num_reviews": d["num_reviews"],
+        "drop_half_watched": d["drop_half_watched"],
+        "drop_unwatched": d["drop_unwatched"],
+        "drop_plan": d["drop_plan"],
+        "drop_unrated": d["drop_unrated"],
+        "save_clean_locally": d["save_clean_locally"],
+        "clean_dir": _abs(str(Path(d["local_dir"]) / "clean"), base),
+    }
+
+
+# Pipeline order. A step listed here has a folder of the same name.
+STEPS: dict[str, Callable[[Config, Path], dict[str, Any]]] = {
+    "download": download_params,
+    "preprocess": preprocess_params,
+}
+
+
+def parse_steps(execute_steps: Any, steps: Mapping[str, Any] = STEPS) -> list[str]:
+    """Validate ``main.execute_steps`` and return it in pipeline order.
+
+    Raises:
+        UserInputError: an unknown step name (before anything runs).
+    """
+    wanted = str_to_list(execute_steps) if isinstance(execute_steps, str) else [str(s).strip() for s in execute_steps]
+    if not wanted:
+        raise UserInputError(f"main.execute_steps is empty; choose from: {', '.join(steps)}")
+    unknown = [s for s in wanted if s not in steps]
+    if unknown:
+        raise UserInputError(f"unknown step(s) {', '.join(map(repr, unknown))} in main.execute_steps; valid steps: {', '.join(steps)}")
+    return [s for s in steps if s in wanted]
+
+
+def step_uri(step: str, cfg: Config, project_dir: Path) -> tuple[str, str | None]:
+    """Where a step's MLflow project lives: the local folder, or ``<git uri>#<step>`` and a version."""
+    main = cfg["main"]
+    if step == "download" and main.get("download_repository"):
+        return str(main["download_repository"]), str(main["steps_version"])
+    if main.get("steps_repository"):
+        return f"{main['steps_repository']}#{step}", str(main["steps_version"])
+    return str(project_dir / step), None
+
+
+def configure_environment(cfg: Config, base: Path) -> None:
+    """Export what every step process reads: W&B grouping and mode, the artifact root."""
+    main = cfg["main"]
+    os.environ["WANDB_PROJECT"] = str(main["project_name"])
+    os.environ["WANDB_RUN_GROUP"] = str(main["experiment_name"])
+    os.environ[WANDB_MODE_ENV] = resolve_wandb_mode(str(main["wandb_mode"]))
+    root = _abs(str(main["artifact_root"]), base) if main.get("artifact_root") else str(default_root())
+    os.environ[ROOT_ENV] = root
+
+
+def run_pipeline(cfg: Config, project_dir: Path, base: Path) -> list[str]:
+    """Run the chosen steps through ``mlflow.run`` under one parent run; return the child run ids."""
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    steps = parse_steps(cfg["main"]["execute_steps"])
+    env_manager = str(cfg["main"]["env_manager"])
+    if env_manager not in ENV_MANAGERS:
+        raise UserInputError(f"unknown main.env_manager {env_manager!r}; choose from: {', '.join(ENV_MANAGERS)}")
+    configure_environment(cfg, base)
+    params = {step: STEPS[step](cfg, base) for step in steps}  # build all first: config errors surface before any run
+    if "MLFLOW_RUN_ID" not in os.environ:
+        mlflow.set_experiment(str(cfg["main"]["experiment_name"]))
+    child_runs = []
+    with mlflow.start_run(run_name="pipeline") as parent:
+        os.environ[PARENT_RUN_ENV] = parent.info.run_id
+        mlflow.set_tag("anime_recs.steps", ",".join(steps))
+        print(f"pipeline run {parent.info.run_id}: steps {', '.join(steps)}; artifacts in {os.environ[ROOT_ENV]}", flush=True)
+        for step in steps:
+            uri, version = step_uri(step, cfg, project_dir)
+            print(f"\n=== step {step} ===", flush=True)
+            submitted = mlflow.run(
+                uri,
+                entry_point="main",
+                version=version,
+                parameters=params[step],
+                env_manager=env_manager,
+                experiment_id=parent.info.experiment_id,
+                run_name=step,
+                synchronous=False,
+            )
+            # Tag at once so the UI nests the step while it runs, whatever the step code does.
+            MlflowClient().set_tag(submitted.run_id, "mlflow.parentRunId", parent.info.run_id)
+            child_runs.append(submitted.run_id)
+            if not submitted.wait():
+                raise UserInputError(f"step {step} failed (MLflow run {submitted.run_id}); see its error above")
+    return child_runs

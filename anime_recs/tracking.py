@@ -1,0 +1,185 @@
+"""One step run: MLflow run + optional W&B run + the artifact store, and clean exits.
+
+Every step script calls :func:`run_step`, which
+
+- starts (or joins, under ``mlflow run``) the MLflow run and tags it with the
+  pipeline's parent run so the MLflow UI nests it;
+- starts a W&B run in the mode chosen by ``ANIME_RECS_WANDB_MODE``
+  (``auto``: online when an API key is configured, else offline; ``online``,
+  ``offline``, ``disabled``), grouped by ``WANDB_PROJECT`` / ``WANDB_RUN_GROUP``;
+- hands the step a :class:`StepContext` whose ``use_artifact`` records the exact
+  input versions as run parameters and whose ``log_artifact`` publishes to the
+  artifact store, the MLflow run and the W&B run;
+- turns a :class:`~anime_recs.errors.UserInputError` into one line on stderr
+  and exit status 2.
+"""
+
+from __future__ import annotations
+
+import logging
+import netrc
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from .artifacts import ArtifactStore, ArtifactVersion
+from .config import setup_logging
+from .errors import UserInputError
+
+logger = logging.getLogger(__name__)
+
+PARENT_RUN_ENV = "ANIME_RECS_PARENT_RUN_ID"
+WANDB_MODE_ENV = "ANIME_RECS_WANDB_MODE"
+WANDB_MODES = ("auto", "online", "offline", "disabled")
+
+
+def wandb_key_configured() -> bool:
+    """True when W&B could log online without prompting (env key or netrc entry)."""
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    try:
+        hosts = netrc.netrc().hosts
+    except (FileNotFoundError, netrc.NetrcParseError, OSError):
+        return False
+    return any("wandb" in host for host in hosts)
+
+
+def resolve_wandb_mode(mode: str | None = None) -> str:
+    """Turn ``auto`` (or unset) into ``online``/``offline``; validate the others."""
+    mode = (mode or os.environ.get(WANDB_MODE_ENV) or "auto").strip().lower()
+    if mode not in WANDB_MODES:
+        raise UserInputError(f"unknown W&B mode {mode!r}; choose from: {', '.join(WANDB_MODES)}")
+    if mode == "auto":
+        return "online" if wandb_key_configured() else "offline"
+    if mode == "online" and not wandb_key_configured():
+        raise UserInputError(
+            "main.wandb_mode=online but no W&B API key is configured; run `wandb login` "
+            "or set WANDB_API_KEY, or use main.wandb_mode=offline"
+        )
+    return mode
+
+
+class StepContext:
+    """What a step uses to read inputs and publish outputs."""
+
+    def __init__(self, step: str, store: ArtifactStore, mlflow_module: Any, wandb_run: Any | None, wandb_mode: str) -> None:
+        self.step = step
+        self.store = store
+        self._mlflow = mlflow_module
+        self._wandb_run = wandb_run
+        self._wandb_mode = wandb_mode
+        self.inputs: dict[str, str] = {}
+        self.outputs: dict[str, str] = {}
+        self._tmp = tempfile.TemporaryDirectory(prefix=f"anime_recs_{step}_")
+        self.workdir = Path(self._tmp.name)
+
+    def use_artifact(self, ref: str, type: str | None = None) -> ArtifactVersion:
+        """Resolve and verify an input artifact; record its exact version on the run."""
+        artifact = self.store.get(ref, type)
+        self.inputs[artifact.name] = artifact.ref
+        self._mlflow.log_param(f"input.{artifact.name}"[:250], artifact.ref)
+        if self._wandb_run is not None and self._wandb_mode == "online":
+            try:  # lineage only; the local store already gave us the files
+                self._wandb_run.use_artifact(f"{artifact.name}:latest")
+            except Exception as exc:  # noqa: BLE001 - W&B lineage must never fail a step
+                logger.warning("W&B could not record input %s: %s", artifact.ref, exc)
+        logger.info("using %s", artifact.ref)
+        return artifact
+
+    def log_artifact(
+        self,
+        name: str,
+        type: str,
+        files: list[Path] | dict[str, Path],
+        description: str = "",
+        metadata: dict[str, Any] | None = None,
+        move: bool = False,
+    ) -> ArtifactVersion:
+        """Publish outputs to the store, the MLflow run and the W&B run."""
+        artifact = self.store.log(name, type, files, description, metadata, move=move)
+        self.outputs[name] = artifact.ref
+        self._mlflow.set_tag(f"output.{name}"[:250], artifact.ref)
+        self._mlflow.log_artifacts(str(artifact.path), artifact_path=name)
+        if self._wandb_run is not None:
+            import wandb
+
+            wb_artifact = wandb.Artifact(name, type=type, description=description, metadata=metadata or {})
+            for filename in artifact.files:
+                wb_artifact.add_file(str(artifact.path / filename), name=filename)
+            self._wandb_run.log_artifact(wb_artifact)
+        print(f"published {artifact.ref}  ({type}: {', '.join(artifact.files)})", flush=True)
+        return artifact
+
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        """Log numeric metrics to MLflow (and W&B)."""
+        clean = {k: float(v) for k, v in metrics.items() if v is not None}
+        self._mlflow.log_metrics(clean, step=step)
+        if self._wandb_run is not None:
+            self._wandb_run.log(clean if step is None else {**clean, "epoch": step})
+
+    def log_params(self, params: dict[str, Any]) -> None:
+        """Log parameters not logged yet (``mlflow run`` logs the MLproject ones itself)."""
+        run = self._mlflow.active_run()
+        existing = set(self._mlflow.get_run(run.info.run_id).data.params) if run else set()
+        fresh = {k[:250]: str(v)[:6000] for k, v in params.items() if k[:250] not in existing}
+        if fresh:
+            self._mlflow.log_params(fresh)
+
+    def close(self) -> None:
+        """Remove the step's scratch folder."""
+        self._tmp.cleanup()
+
+
+def _start_wandb(step: str, params: dict[str, Any], mode: str, store: ArtifactStore) -> Any | None:
+    if mode == "disabled":
+        return None
+    import wandb
+
+    os.environ.setdefault("WANDB_DIR", str(store.root.parent))
+    os.environ.setdefault("WANDB_SILENT", "true")
+    return wandb.init(
+        project=os.environ.get("WANDB_PROJECT", "anime_recommendations"),
+        group=os.environ.get("WANDB_RUN_GROUP"),
+        job_type=step,
+        mode=mode,
+        config={k: v for k, v in params.items() if isinstance(v, (str, int, float, bool, type(None), list))},
+        reinit="finish_previous",
+    )
+
+
+def run_step(step: str, params: dict[str, Any], body: Callable[[StepContext], Any]) -> Any:
+    """Run ``body`` inside an MLflow (+ W&B) run; one-line errors, exit 2 on bad input."""
+    setup_logging()
+    started = time.perf_counter()
+    try:
+        import mlflow
+
+        store = ArtifactStore()
+        mode = resolve_wandb_mode()
+        with mlflow.start_run(run_name=step) as run:
+            parent = os.environ.get(PARENT_RUN_ENV)
+            if parent and parent != run.info.run_id:
+                mlflow.set_tag("mlflow.parentRunId", parent)
+            mlflow.set_tag("anime_recs.step", step)
+            wandb_run = _start_wandb(step, params, mode, store)
+            ctx = StepContext(step, store, mlflow, wandb_run, mode)
+            try:
+                ctx.log_params(params)
+                result = body(ctx)
+                ctx.log_metrics({"step_seconds": time.perf_counter() - started})
+            finally:
+                ctx.close()
+                if wandb_run is not None:
+                    wandb_run.finish(exit_code=0 if sys.exc_info()[0] is None else 1)
+        logger.info("%s finished in %.1f s", step, time.perf_counter() - started)
+        return result
+    except UserInputError as exc:
+        print(f"error: {step}: {exc}", file=sys.stderr, flush=True)
+        raise SystemExit(2) from None
+    except KeyboardInterrupt:
+        print(f"error: {step}: interrupted; nothing was published by the interrupted part, re-run the step", file=sys.stderr)
+        raise SystemExit(130) from None

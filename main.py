@@ -1,0 +1,34 @@
+"""Run the anime_recommendations pipeline: the steps in ``main.execute_steps``, in order.
+
+    mlflow run . --env-manager local
+    mlflow run . --env-manager local -P hydra_options="main.execute_steps='download,preprocess'"
+    python main.py data.num_reviews=100
+"""
+
+import sys
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+from anime_recs.config import setup_logging
+from anime_recs.errors import UserInputError
+from anime_recs.pipeline import run_pipeline
+
+PROJECT_DIR = Path(__file__).resolve().parent
+
+
+@hydra.main(config_path="config", config_name="config", version_base=None)
+def go(config: DictConfig) -> None:
+    """Hydra entry point."""
+    setup_logging()
+    cfg = OmegaConf.to_container(config, resolve=True)
+    try:
+        run_pipeline(cfg, PROJECT_DIR, Path(hydra.utils.get_original_cwd()))
+    except UserInputError as exc:
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    go()
