@@ -1,0 +1,43 @@
+"""Shared fixtures: an isolated artifact store and MLflow store per test, paths to real data."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+@pytest.fixture()
+def store_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Point artifacts, MLflow and W&B at a temp folder; return the artifact root."""
+    root = tmp_path / "artifacts"
+    monkeypatch.setenv("ANIME_RECS_ARTIFACTS", str(root))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.setenv("ANIME_RECS_WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    monkeypatch.delenv("MLFLOW_RUN_ID", raising=False)
+    monkeypatch.delenv("MLFLOW_EXPERIMENT_ID", raising=False)
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    return root
+
+
+@pytest.fixture()
+def mal_data() -> Path:
+    """The real MyAnimeList files beside the repo (skips when absent)."""
+    folder = SHARED_DATA / "mal2020"
+    if not (folder / "animelist_head100k.csv").is_file():
+        pytest.skip("../shared/data/mal2020 is not present")
+    return folder
+
+
+def child_env(**extra: str) -> dict[str, str]:
+    """Environment for subprocesses: this venv's bin first on PATH."""
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env.update(extra)
+    return env

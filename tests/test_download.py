@@ -1,0 +1,89 @@
+"""Download sources: local path, file:// URI, http:// on loopback, CSV -> parquet in chunks."""
+
+from __future__ import annotations
+
+import hashlib
+import http.server
+import socket
+import threading
+from collections.abc import Iterator
+from functools import partial
+from pathlib import Path
+
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from anime_recs.download import csv_to_parquet, fetch, source_kind
+from anime_recs.errors import UserInputError
+
+
+@pytest.fixture()
+def http_root(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """A static HTTP server on 127.0.0.1 serving a temp folder."""
+    folder = tmp_path / "www"
+    folder.mkdir()
+    handler = partial(http.server.SimpleHTTPRequestHandler, directory=str(folder))
+    handler.log_message = lambda *a, **k: None  # type: ignore[method-assign]
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", folder
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_source_kinds() -> None:
+    assert source_kind("sample") == "sample"
+    assert source_kind("https://x.org/a.csv") == "http"
+    assert source_kind("file:///tmp/a.csv") == "file"
+    assert source_kind("data/a.csv") == "file"
+    with pytest.raises(UserInputError, match="unsupported source"):
+        source_kind("ftp://x/a.csv")
+
+
+def test_local_path_and_file_uri(tmp_path: Path) -> None:
+    src = tmp_path / "a.csv"
+    src.write_text("x\n1\n")
+    assert fetch(str(src), tmp_path / "out1.csv").read_text() == "x\n1\n"
+    assert fetch(src.as_uri(), tmp_path / "out2.csv").read_text() == "x\n1\n"
+    with pytest.raises(UserInputError, match="does not exist"):
+        fetch(str(tmp_path / "missing.csv"), tmp_path / "out3.csv")
+    assert not (tmp_path / "out3.csv").exists()
+
+
+def test_http_download_streams_to_file(http_root: tuple[str, Path], tmp_path: Path) -> None:
+    url, folder = http_root
+    payload = bytes(range(256)) * 20_000  # 5 MB, several chunks
+    (folder / "big.bin").write_bytes(payload)
+    out = fetch(f"{url}/big.bin", tmp_path / "big.bin", progress=False)
+    assert hashlib.sha256(out.read_bytes()).digest() == hashlib.sha256(payload).digest()
+    with pytest.raises(UserInputError, match="HTTP 404"):
+        fetch(f"{url}/nope.csv", tmp_path / "nope.csv", progress=False)
+    assert not (tmp_path / "nope.csv").exists()
+    assert not list(tmp_path.glob(".*.part"))
+
+
+def test_unreachable_url_is_one_line(tmp_path: Path) -> None:
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with pytest.raises(UserInputError, match="cannot reach") as info:
+        fetch(f"http://127.0.0.1:{port}/a.csv", tmp_path / "a.csv", timeout=5, progress=False)
+    assert "\n" not in str(info.value)
+
+
+def test_csv_to_parquet_in_chunks_keeps_source(tmp_path: Path) -> None:
+    frame = pd.DataFrame({"user_id": range(50_000), "anime_id": 1, "rating": 5, "watching_status": 2,
+                          "watched_episodes": 3, "extra": "x"})
+    src = tmp_path / "animelist.csv"
+    frame.to_csv(src, index=False)
+    before = hashlib.sha256(src.read_bytes()).hexdigest()
+    rows = csv_to_parquet(src, tmp_path / "out.parquet", block_size=64 << 10)  # many small blocks
+    assert rows == 50_000
+    parquet = pq.ParquetFile(tmp_path / "out.parquet")
+    assert parquet.metadata.num_rows == 50_000 and parquet.metadata.num_row_groups > 1
+    assert "extra" not in parquet.schema_arrow.names
+    assert hashlib.sha256(src.read_bytes()).hexdigest() == before
