@@ -96,3 +96,42 @@ def setup_logging(level: str | None = None) -> None:
     # Third-party chatter would bury our progress lines.
     for noisy in ("urllib3", "alembic", "mlflow", "wandb", "matplotlib", "PIL", "absl", "git"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def parse_overrides(text: str | None) -> dict[str, object]:
+    """Parse ``"epochs=3 batch_size=512"`` (YAML values) into a dict."""
+    import yaml
+
+    result: dict[str, object] = {}
+    for item in (text or "").replace(",", " ").split():
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise argparse.ArgumentTypeError(f"override {item!r} is not KEY=VALUE")
+        result[key.strip()] = yaml.safe_load(value)
+    return result
+
+
+def load_group_config(path: str, groups: tuple[str, ...], overrides: str | None = None) -> dict[str, object]:
+    """Read config groups from a YAML/JSON file (e.g. ``config/config.yaml``) merged in order, plus overrides.
+
+    A file without the group keys is taken as the group itself (what main.py writes).
+    """
+    import yaml
+
+    from .errors import UserInputError
+
+    try:
+        with open(path, encoding="utf-8") as handle:
+            data = yaml.safe_load(handle) or {}
+    except FileNotFoundError:
+        raise UserInputError(f"config file {path} does not exist; pass --model_config PATH") from None
+    except yaml.YAMLError as exc:
+        raise UserInputError(f"config file {path} is not valid YAML/JSON ({str(exc).splitlines()[0]})") from None
+    merged: dict[str, object] = {}
+    if any(group in data for group in groups):
+        for group in groups:
+            merged.update(data.get(group) or {})
+    else:
+        merged.update(data)
+    merged.update(parse_overrides(overrides))
+    return merged

@@ -5,8 +5,10 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -37,7 +39,7 @@ def _source(value: str, base: Path) -> str:
     return str(value)
 
 
-def download_params(cfg: Config, base: Path) -> dict[str, Any]:
+def download_params(cfg: Config, base: Path, workdir: Path) -> dict[str, Any]:
     """Parameters of the download step."""
     d = cfg["data"]
     return {
@@ -64,7 +66,7 @@ def download_params(cfg: Config, base: Path) -> dict[str, Any]:
     }
 
 
-def preprocess_params(cfg: Config, base: Path) -> dict[str, Any]:
+def preprocess_params(cfg: Config, base: Path, workdir: Path) -> dict[str, Any]:
     """Parameters of the preprocess step."""
     d = cfg["data"]
     return {
@@ -84,10 +86,24 @@ def preprocess_params(cfg: Config, base: Path) -> dict[str, Any]:
     }
 
 
+def neural_network_params(cfg: Config, base: Path, workdir: Path) -> dict[str, Any]:
+    """Parameters of the neural_network step (model options travel as one JSON file)."""
+    config_file = workdir / "model_config.json"
+    config_file.write_text(json.dumps({**cfg["model"], **cfg["nn_arts"]}, indent=2))
+    return {
+        "input_data": cfg["data"]["preprocessed_artifact_latest"],
+        "input_type": cfg["data"]["preprocessed_artifact_type"],
+        "model_config": str(config_file),
+        "overrides": "",
+        "random_seed": cfg["main"]["random_seed"],
+    }
+
+
 # Pipeline order. A step listed here has a folder of the same name.
-STEPS: dict[str, Callable[[Config, Path], dict[str, Any]]] = {
+STEPS: dict[str, Callable[[Config, Path, Path], dict[str, Any]]] = {
     "download": download_params,
     "preprocess": preprocess_params,
+    "neural_network": neural_network_params,
 }
 
 
@@ -128,15 +144,22 @@ def configure_environment(cfg: Config, base: Path) -> None:
 
 def run_pipeline(cfg: Config, project_dir: Path, base: Path) -> list[str]:
     """Run the chosen steps through ``mlflow.run`` under one parent run; return the child run ids."""
-    import mlflow
-    from mlflow.tracking import MlflowClient
-
     steps = parse_steps(cfg["main"]["execute_steps"])
     env_manager = str(cfg["main"]["env_manager"])
     if env_manager not in ENV_MANAGERS:
         raise UserInputError(f"unknown main.env_manager {env_manager!r}; choose from: {', '.join(ENV_MANAGERS)}")
     configure_environment(cfg, base)
-    params = {step: STEPS[step](cfg, base) for step in steps}  # build all first: config errors surface before any run
+    with tempfile.TemporaryDirectory(prefix="anime_recs_pipeline_") as workdir:
+        # Build every step's parameters first: config errors surface before anything runs.
+        params = {step: STEPS[step](cfg, base, Path(workdir)) for step in steps}
+        return _run_steps(cfg, steps, params, project_dir, env_manager)
+
+
+def _run_steps(cfg: Config, steps: list[str], params: dict[str, dict[str, Any]], project_dir: Path, env_manager: str) -> list[str]:
+    """Submit each step with ``mlflow.run`` under one parent run, tagging the nesting."""
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
     if "MLFLOW_RUN_ID" not in os.environ:
         mlflow.set_experiment(str(cfg["main"]["experiment_name"]))
     child_runs = []

@@ -154,6 +154,7 @@ def _start_wandb(step: str, params: dict[str, Any], mode: str, store: ArtifactSt
 def run_step(step: str, params: dict[str, Any], body: Callable[[StepContext], Any]) -> Any:
     """Run ``body`` inside an MLflow (+ W&B) run; one-line errors, exit 2 on bad input."""
     setup_logging()
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up chatter buries our progress lines
     started = time.perf_counter()
     try:
         import mlflow

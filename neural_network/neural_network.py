@@ -1,0 +1,34 @@
+"""neural_network step: train the user/anime embedding model on the preprocessed stats.
+
+Input: ``--input_data`` (preprocessed stats). Outputs: the model, best weights, history,
+loss plot and embeddings bundle artifacts named in the ``model`` config group.
+Model options come from ``--model_config`` (the ``model`` and ``nn_arts`` groups of a
+YAML/JSON file) and ``--overrides "epochs=3 batch_size=512"``.
+"""
+
+from anime_recs.config import load_group_config, make_parser
+from anime_recs.steps.neural_network import run_neural_network
+from anime_recs.tracking import run_step
+
+
+def parse_args(argv: list[str] | None = None):
+    """Command-line options (MLproject passes every one)."""
+    parser = make_parser(__doc__.splitlines()[0])
+    parser.add_argument("--input_data", default="preprocessed_stats.parquet:latest", help="preprocessed stats artifact NAME:VERSION")
+    parser.add_argument("--input_type", default="preprocessed_data", help="expected type of --input_data")
+    parser.add_argument("--model_config", default="../config/config.yaml", help="YAML/JSON with the model options (its `model` and `nn_arts` groups)")
+    parser.add_argument("--overrides", default="", help="model options to override, e.g. 'epochs=3 batch_size=512'")
+    parser.add_argument("--random_seed", type=int, default=42, help="seed of the split, the shuffle and the initial weights")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Parse options and run the step."""
+    args = parse_args(argv)
+    run_step("neural_network", vars(args), lambda ctx: run_neural_network(
+        ctx, args.input_data, args.input_type, load_group_config(args.model_config, ("model", "nn_arts"), args.overrides),
+        args.random_seed))
+
+
+if __name__ == "__main__":
+    main()
