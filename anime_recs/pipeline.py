@@ -99,11 +99,87 @@ def neural_network_params(cfg: Config, base: Path, workdir: Path) -> dict[str, A
     }
 
 
+def _recommender_inputs(cfg: Config) -> dict[str, Any]:
+    d = cfg["data"]
+    return {
+        "embeddings": cfg["nn_arts"]["main_embeddings"],
+        "main_df": d["preprocessed_artifact_latest"],
+        "anime_df": d["all_anime_artifact_latest"],
+        "synopses_df": d["sypnopses_artifact_latest"],
+        "random_seed": cfg["main"]["random_seed"],
+    }
+
+
+def _user(query: Any, random_user: bool, from_flow: bool, cfg: Config, max_ratings: Any = None) -> dict[str, Any]:
+    return {"user_query": query, "random_user": random_user or query is None, "from_flow": from_flow,
+            "flow_artifact": cfg["users"]["flow_user"], "max_ratings": max_ratings}
+
+
+def _csv(values: Any) -> str:
+    return ",".join(str(v) for v in (values or []) if v is not None)
+
+
+def similar_anime_params(cfg: Config, base: Path, workdir: Path) -> dict[str, Any]:
+    """Parameters of the similar_anime step."""
+    s = cfg["similarity"]
+    return {**_recommender_inputs(cfg), "anime_query": s["anime_query"], "random_anime": s["random_anime"],
+            "a_query_number": s["a_query_number"], "an_spec_genres": s["an_spec_genres"], "anime_rec_genres": _csv(s["anime_rec_genres"]),
+            "spec_types": s["spec_types"], "types": _csv(s["types"]), "sim_anime_fn": s["sim_anime_fn"], "sim_anime_type": s["sim_anime_type"]}
+
+
+def similar_users_params(cfg: Config, base: Path, workdir: Path) -> dict[str, Any]:
+    """Parameters of the similar_users step."""
+    s, u = cfg["similarity"], cfg["users"]
+    return {**_recommender_inputs(cfg), **_user(u["sim_user_query"], s["sim_random_user"], False, cfg, s["max_ratings"]),
+            "id_query_number": s["id_query_number"], "num_faves": u["num_faves"], "TV_only": u["TV_only"],
+            "sim_users_fn": u["sim_users_fn"], "sim_users_type": u["sim_users_type"], "ID_fn": u["ID_fn"], "ID_type": u["ID_type"]}
+
+
+def _clouds(u: Config, genre_fn: str, source_fn: str) -> dict[str, Any]:
+    return {"favorite_percentile": u["favorite_percentile"], "cloud_width": u["cloud_width"], "cloud_height": u["cloud_height"],
+            "genre_fn": genre_fn, "source_fn": source_fn, "cloud_type": u["cloud_type"]}
+
+
+def user_prefs_params(cfg: Config, base: Path, workdir: Path) -> dict[str, Any]:
+    """Parameters of the user_prefs step."""
+    u = cfg["users"]
+    return {**_recommender_inputs(cfg), **_user(u["prefs_user_query"], u["pref_random_user"], u["prefs_from_flow"], cfg,
+                                                cfg["similarity"]["max_ratings"]),
+            **_clouds(u, u["genre_fn"], u["source_fn"]),
+            "prefs_csv": u["prefs_csv"], "prefs_type": u["fave_art_type"], "clouds_artifact": u["prefs_clouds"]}
+
+
+def user_recs_params(cfg: Config, base: Path, workdir: Path) -> dict[str, Any]:
+    """Parameters of the user_recs step."""
+    u = cfg["users"]
+    return {**_recommender_inputs(cfg), **_user(u["user_recs_query"], u["user_recs_random"], u["recs_ID_from_flow"], cfg,
+                                                cfg["similarity"]["max_ratings"]),
+            **_clouds(u, f"recs_{u['genre_fn']}", f"recs_{u['source_fn']}"),
+            "user_num_recs": u["user_num_recs"], "recs_n_sim_ID": u["recs_n_sim_ID"], "num_faves": u["num_faves"],
+            "ID_spec_genres": u["ID_spec_genres"], "ID_rec_genres": _csv(u["ID_rec_genres"]),
+            "user_recs_fn": u["user_recs_fn"], "user_recs_type": u["user_recs_type"], "clouds_artifact": u["recs_clouds"]}
+
+
+def model_recs_params(cfg: Config, base: Path, workdir: Path) -> dict[str, Any]:
+    """Parameters of the model_recs step."""
+    m = cfg["model_recs"]
+    return {**_recommender_inputs(cfg), **_user(m["model_user_query"], m["model_random_user"], m["model_ID_flow"], cfg,
+                                                cfg["similarity"]["max_ratings"]),
+            "model_num_recs": m["model_num_recs"], "specify_types": m["specify_types"], "anime_types": _csv(m["anime_types"]),
+            "specify_genres": m["specify_genres"], "model_genres": _csv(m["model_genres"]), "min_score": m["min_score"],
+            "max_score": m["max_score"], "model_recs_fn": m["model_recs_fn"], "model_recs_type": m["model_recs_type"]}
+
+
 # Pipeline order. A step listed here has a folder of the same name.
 STEPS: dict[str, Callable[[Config, Path, Path], dict[str, Any]]] = {
     "download": download_params,
     "preprocess": preprocess_params,
     "neural_network": neural_network_params,
+    "similar_anime": similar_anime_params,
+    "similar_users": similar_users_params,
+    "user_prefs": user_prefs_params,
+    "user_recs": user_recs_params,
+    "model_recs": model_recs_params,
 }
 
 

@@ -51,7 +51,7 @@ def runs_table(db: Path) -> dict[str, dict[str, str]]:
 def test_parse_steps_orders_and_rejects_unknown_names() -> None:
     assert parse_steps("preprocess,download") == ["download", "preprocess"]
     assert parse_steps(["download"]) == ["download"]
-    with pytest.raises(UserInputError, match="unknown step\\(s\\) 'dowload'.*valid steps: download, preprocess"):
+    with pytest.raises(UserInputError, match="unknown step\\(s\\) 'dowload'.*valid steps: download, preprocess, neural_network"):
         parse_steps("dowload,preprocess")
     assert list(STEPS)[:2] == ["download", "preprocess"]
 
@@ -86,8 +86,14 @@ def test_pipeline_runs_steps_nested_and_single_steps(tmp_path: Path) -> None:
 
     unknown = mlflow_run(str(REPO), tmp_path, "-P", "hydra_options=main.execute_steps='download,trian'")
     assert unknown.returncode != 0
-    assert "unknown step(s) 'trian'" in unknown.stderr and "valid steps: download, preprocess" in unknown.stderr
+    assert "unknown step(s) 'trian'" in unknown.stderr and "valid steps: download, preprocess, neural_network" in unknown.stderr
     assert len(store.versions("user_stats.parquet")) == 2  # nothing ran
+
+
+def test_mlproject_files_match_step_options() -> None:
+    # Regression: MLproject parameters drifting from the scripts' argparse options.
+    out = subprocess.run([sys.executable, "scripts/gen_mlproject.py", "--check"], cwd=REPO, capture_output=True, text=True, env=child_env())
+    assert out.returncode == 0, out.stderr
 
 
 def test_step_help_lists_every_option() -> None:

@@ -1,0 +1,35 @@
+"""user_prefs step: a user's favourite genres and source material, as a CSV and word clouds.
+
+Inputs: embeddings bundle, preprocessed stats, all-anime, synopses artifacts (and the
+similar_users step's id artifact when --from_flow). Outputs: ``--prefs_csv`` and ``--clouds_artifact``.
+"""
+
+from anime_recs.config import make_parser
+from anime_recs.steps.recommend import add_cloud_args, add_input_args, add_user_args, inputs_from_args, user_choice_from_args
+from anime_recs.steps.recommendation_steps import CloudOptions, run_user_prefs
+from anime_recs.tracking import run_step
+
+
+def parse_args(argv: list[str] | None = None):
+    """Command-line options (MLproject passes every one)."""
+    parser = make_parser(__doc__.splitlines()[0])
+    add_input_args(parser)
+    add_user_args(parser, from_flow_default=True)
+    add_cloud_args(parser, "favorite_genres.png", "favorite_source_material.png")
+    parser.add_argument("--prefs_csv", default="user_prefs.csv", help="output artifact name")
+    parser.add_argument("--prefs_type", default="user_prefs", help="output artifact type")
+    parser.add_argument("--clouds_artifact", default="user_prefs_clouds", help="artifact name of the word clouds")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Parse options and run the step."""
+    args = parse_args(argv)
+    clouds = CloudOptions(args.cloud_width, args.cloud_height, args.genre_fn, args.source_fn, args.cloud_type)
+    run_step("user_prefs", vars(args), lambda ctx: run_user_prefs(
+        ctx, inputs_from_args(args), user_choice_from_args(args), args.favorite_percentile, clouds,
+        args.prefs_csv, args.prefs_type, args.clouds_artifact, args.random_seed))
+
+
+if __name__ == "__main__":
+    main()
