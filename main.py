@@ -13,7 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from anime_recs.config import setup_logging
 from anime_recs.errors import UserInputError
-from anime_recs.pipeline import run_pipeline
+from anime_recs.pipeline import run_pipeline, split_overrides
 
 PROJECT_DIR = Path(__file__).resolve().parent
 
@@ -31,4 +31,8 @@ def go(config: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    try:
+        sys.argv = [sys.argv[0], *split_overrides(sys.argv[1:])]
+    except UserInputError as error:
+        sys.exit(f"error: {error}")
     go()

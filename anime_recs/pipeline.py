@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shlex
 import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -99,6 +100,24 @@ def neural_network_params(cfg: Config, base: Path, workdir: Path) -> dict[str, A
     }
 
 
+def evaluate_params(cfg: Config, base: Path, workdir: Path) -> dict[str, Any]:
+    """Parameters of the evaluate step (our model is configured as for neural_network)."""
+    config_file = workdir / "model_config.json"
+    config_file.write_text(json.dumps({**cfg["model"], **cfg["nn_arts"]}, indent=2))
+    e = cfg["evaluation"]
+    return {
+        "input_data": cfg["data"]["preprocessed_artifact_latest"],
+        "input_type": cfg["data"]["preprocessed_artifact_type"],
+        "model_config": str(config_file),
+        "overrides": "",
+        "relevant_threshold": e["relevant_threshold"],
+        "k": e["k"],
+        "output": e["metrics_artifact"],
+        "output_type": e["metrics_type"],
+        "random_seed": cfg["main"]["random_seed"],
+    }
+
+
 def _recommender_inputs(cfg: Config) -> dict[str, Any]:
     d = cfg["data"]
     return {
@@ -175,12 +194,33 @@ STEPS: dict[str, Callable[[Config, Path, Path], dict[str, Any]]] = {
     "download": download_params,
     "preprocess": preprocess_params,
     "neural_network": neural_network_params,
+    "evaluate": evaluate_params,
     "similar_anime": similar_anime_params,
     "similar_users": similar_users_params,
     "user_prefs": user_prefs_params,
     "user_recs": user_recs_params,
     "model_recs": model_recs_params,
 }
+
+
+def split_overrides(argv: list[str]) -> list[str]:
+    """Split arguments holding several overrides; keep values with spaces or commas whole.
+
+    MLflow passes ``-P hydra_options="a=1 b='x y'"`` as one argument; Hydra wants one
+    override per argument. Values are re-quoted for Hydra's grammar so that
+    ``'Silent Mobius'`` stays one string and ``'download,preprocess'`` is not a sweep.
+    """
+    try:
+        tokens = [t for arg in argv for t in shlex.split(arg)]
+    except ValueError as exc:
+        raise UserInputError(f"cannot parse the overrides {' '.join(argv)!r} ({exc}); check the quotes") from None
+    overrides = []
+    for token in tokens:
+        key, sep, value = token.partition("=")
+        if sep and any(c in value for c in " ,") and not value.startswith(("[", "{", "'", '"')):
+            value = "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+        overrides.append(f"{key}{sep}{value}")
+    return overrides
 
 
 def parse_steps(execute_steps: Any, steps: Mapping[str, Any] = STEPS) -> list[str]:

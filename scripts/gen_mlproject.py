@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-STEPS = ("download", "preprocess", "neural_network", "similar_anime", "similar_users", "user_prefs", "user_recs", "model_recs")
+STEPS = ("download", "preprocess", "neural_network", "evaluate", "similar_anime", "similar_users", "user_prefs", "user_recs", "model_recs")
 
 
 def _parser_of(step: str) -> argparse.ArgumentParser:

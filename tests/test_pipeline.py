@@ -199,3 +199,14 @@ def test_mlflow_run_from_git_daemon_tag(tmp_path: Path) -> None:
     finally:
         daemon.send_signal(signal.SIGTERM)
         daemon.wait(10)
+
+
+def test_split_overrides_keeps_quoted_values_whole() -> None:
+    from anime_recs.pipeline import split_overrides
+
+    argv = ["main.execute_steps='download,preprocess' similarity.anime_query='Silent Mobius' data.num_reviews=5", "x=[a,b]"]
+    assert split_overrides(argv) == ["main.execute_steps='download,preprocess'", "similarity.anime_query='Silent Mobius'",
+                                     "data.num_reviews=5", "x=[a,b]"]
+    assert split_overrides([""]) == []
+    with pytest.raises(UserInputError, match="check the quotes"):
+        split_overrides(["a='unclosed"])

@@ -1,0 +1,163 @@
+"""The whole pipeline on a small sample through `mlflow run`, then each recommender step's bad inputs.
+
+One module-scoped pipeline run feeds every test here (training once keeps CI fast).
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from anime_recs.artifacts import ArtifactStore
+from tests.conftest import REPO, child_env
+from tests.test_pipeline import assert_one_line_error, mlflow_run, runs_table
+
+SMALL = ("data.sample_users=400 data.sample_anime=200 data.sample_mean_items=60 data.num_reviews=10 "
+         "model.epochs=6 model.embedding_size=32 model.batch_size=512")
+ALL_STEPS = ["download", "preprocess", "neural_network", "similar_anime", "similar_users", "user_prefs", "user_recs", "model_recs"]
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Run all eight steps once; return the folder holding mlflow.db and artifacts/."""
+    work = tmp_path_factory.mktemp("pipeline")
+    result = mlflow_run(str(REPO), work, "-P", f"hydra_options={SMALL}", timeout=900)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
+    (work / "run.log").write_text(result.stdout + result.stderr)
+    return work
+
+
+def step_env(work: Path) -> dict[str, str]:
+    env = child_env(ANIME_RECS_ARTIFACTS=str(work / "artifacts"), MLFLOW_TRACKING_URI=f"sqlite:///{work / 'mlflow.db'}",
+                    ANIME_RECS_WANDB_MODE="disabled")
+    env.pop("MLFLOW_RUN_ID", None)
+    return env
+
+
+def run_script(step: str, *args: str, work: Path, timeout: int = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, f"{step}.py", *args], cwd=REPO / step, env=step_env(work),
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.mark.slow
+def test_all_steps_publish_their_artifacts_nested_under_one_run(pipeline: Path) -> None:
+    store = ArtifactStore(pipeline / "artifacts")
+    for name in ("anime_nn.keras", "anime_nn_embeddings", "anime_nn_history.csv", "anime_nn_loss.png", "similar_anime.csv",
+                 "similar_users.csv", "ID_used.csv", "user_prefs.csv", "user_prefs_clouds", "user_recs.csv", "user_recs_clouds",
+                 "model_recs.csv"):
+        assert store.get(f"{name}:latest").version == 0, name
+    runs = runs_table(pipeline / "mlflow.db")
+    parent = next(r for r in runs.values() if r.get("anime_recs.steps") == ",".join(ALL_STEPS))
+    children = sorted(r["mlflow.runName"] for r in runs.values() if r.get("mlflow.parentRunId") == parent["run_id"])
+    assert children == sorted(ALL_STEPS)
+    clouds = store.get("user_prefs_clouds:latest")
+    assert all(clouds.file(f).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for f in clouds.files)
+    # later steps used the similar_users step's user
+    used = int(pd.read_csv(store.get("ID_used.csv:latest").file())["user_id"].iloc[0])
+    assert store.get("model_recs.csv:latest").metadata["user_id"] == used
+    assert store.get("user_recs.csv:latest").metadata["user_id"] == used
+
+
+@pytest.mark.slow
+def test_model_beats_global_mean_and_reloads_in_a_fresh_process(pipeline: Path) -> None:
+    store = ArtifactStore(pipeline / "artifacts")
+    model = store.get("anime_nn.keras:latest", "model")
+    metrics = model.metadata["metrics"]
+    assert metrics["test_rmse"] < metrics["global_mean_rmse"]
+    code = f"""
+import json, numpy as np, pandas as pd, keras
+from anime_recs.encoding import IdEncoder
+from anime_recs.preprocess import Scaling
+from anime_recs.steps.neural_network import prediction_metrics
+folder = {str(model.path)!r}
+m = keras.models.load_model(folder + "/model.keras")
+users = IdEncoder.load(folder + "/user_ids.npy"); anime = IdEncoder.load(folder + "/anime_ids.npy")
+test = pd.read_parquet(folder + "/test_split.parquet")
+scaling = Scaling(**json.load(open(folder + "/scaling.json")))
+pred = m.predict({{"user": users.transform(test.user_id.to_numpy()), "anime": anime.transform(test.anime_id.to_numpy())}},
+                 batch_size=65536, verbose=0).ravel()
+print(json.dumps(prediction_metrics(pred, test.rating.to_numpy(), scaling, "test")))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=child_env(), timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    again = json.loads(out.stdout.strip().splitlines()[-1])
+    for key in ("test_mse", "test_bce", "test_rmse", "test_mae"):
+        assert again[key] == pytest.approx(metrics[key], rel=1e-5), key
+
+
+@pytest.mark.slow
+def test_similar_anime_finds_the_planted_cluster(pipeline: Path) -> None:
+    store = ArtifactStore(pipeline / "artifacts")
+    table = pd.read_csv(store.get("similar_anime.csv:latest").file())
+    query = store.get("similar_anime.csv:latest").metadata["query_name"]
+    assert query == "Rental Magica" and len(table) == 10
+    anime = pd.read_csv(store.get("all_anime.csv:latest").file())
+    query_genres = set(anime.loc[anime["Name"] == query, "Genres"].iloc[0].split(", "))
+    shares = table["Genres"].str.split(", ").map(lambda g: bool(query_genres & set(g)))
+    assert shares.mean() >= 0.8  # neighbours come from the query's genre cluster
+
+
+@pytest.mark.slow
+def test_recommender_bad_inputs_are_one_line_errors(pipeline: Path) -> None:
+    store = ArtifactStore(pipeline / "artifacts")
+    before = {name: len(store.versions(name)) for name in store.names()}
+    assert_one_line_error(run_script("similar_anime", "--anime_query", "Rental Magicka", work=pipeline), "Rental Magica")
+    assert_one_line_error(run_script("similar_users", "--user_query", "99999999", work=pipeline), "99999999")
+    assert_one_line_error(run_script("model_recs", "--specify_genres", "true", "--model_genres", "va#mpire", work=pipeline),
+                          "unknown genre")
+    assert_one_line_error(run_script("similar_anime", "--spec_types", "true", "--types", "Cartoon", work=pipeline), "Cartoon")
+    assert_one_line_error(run_script("model_recs", "--min_score", "9.99", "--max_score", "10", work=pipeline), "score")
+    after = {name: len(store.versions(name)) for name in store.names()}
+    assert after == before  # no bad input published anything
+
+
+@pytest.mark.slow
+def test_model_not_matching_the_preprocessed_data_is_refused(pipeline: Path) -> None:
+    other = run_script("preprocess", "--num_reviews", "40", work=pipeline)
+    assert other.returncode == 0, other.stderr[-2000:]
+    assert_one_line_error(run_script("model_recs", work=pipeline), "was trained on preprocessed_stats.parquet:v0")
+
+
+@pytest.mark.slow
+def test_single_steps_through_mlflow(pipeline: Path) -> None:
+    alone = mlflow_run(str(REPO / "similar_anime"), pipeline, "-P", "anime_query=kukan rondo",
+                       "-P", "main_df=preprocessed_stats.parquet:v0")
+    assert alone.returncode == 0, alone.stderr[-3000:]
+    store = ArtifactStore(pipeline / "artifacts")
+    assert store.get("similar_anime.csv:latest").metadata["query_name"] == "Kūkan☆Rondo"
+    hydra = mlflow_run(str(REPO), pipeline, "-P", "hydra_options=main.execute_steps='similar_anime' "
+                       "similarity.anime_query='Silent Mobius' data.preprocessed_artifact_latest='preprocessed_stats.parquet:v0'")
+    assert hydra.returncode == 0, hydra.stderr[-3000:]
+    assert store.get("similar_anime.csv:latest").metadata["query_name"] == "Silent Möbius"
+
+
+@pytest.mark.slow
+def test_kill_9_during_training_then_resume(pipeline: Path) -> None:
+    store = ArtifactStore(pipeline / "artifacts")
+    versions = len(store.versions("anime_nn.keras"))
+    args = ["--input_data", "preprocessed_stats.parquet:v0", "--overrides", "epochs=8 embedding_size=32 batch_size=256 resume=true patience=8"]
+    proc = subprocess.Popen([sys.executable, "neural_network.py", *args], cwd=REPO / "neural_network", env=step_env(pipeline),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert proc.stdout is not None
+    deadline = time.time() + 300
+    for line in proc.stdout:
+        if line.startswith("epoch 3/") or time.time() > deadline:
+            proc.send_signal(signal.SIGKILL)
+            break
+    proc.wait(30)
+    assert proc.returncode == -9
+    assert len(store.versions("anime_nn.keras")) == versions  # nothing half-published
+    rerun = run_script("neural_network", *args, work=pipeline, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert "resum" in (rerun.stdout + rerun.stderr).lower()
+    assert len(store.versions("anime_nn.keras")) == versions + 1
+    history = pd.read_csv(store.get("anime_nn_history.csv:latest").file())
+    assert np.array_equal(history["epoch"].to_numpy(), np.arange(len(history))) or history["epoch"].is_monotonic_increasing
