@@ -115,31 +115,44 @@ def _download(url: str, target: Path, timeout: float, progress: bool) -> None:
         raise UserInputError(f"cannot reach {url} ({reason}); check the URL and your network, or use a local file") from None
 
 
+# Columns a ratings-only file (like rating_complete.csv, all completed and rated) lacks, and what they become.
+RATINGS_ONLY_DEFAULTS = {"watching_status": 2, "watched_episodes": 0}
+
+
 def csv_to_parquet(source: Path, dest: Path, columns: tuple[str, ...] = STATS_COLUMNS, block_size: int = 64 << 20) -> int:
     """Convert a (possibly huge) user-stats CSV to parquet in streamed chunks; return rows.
 
     The source is only read; the parquet is written to a temporary name and
-    renamed into place when complete.
+    renamed into place when complete. A ratings-only file (``user_id, anime_id,
+    rating``) gets ``watching_status`` 2 (completed) and ``watched_episodes`` 0
+    (unknown), with a warning: do not use drop_unwatched/drop_half_watched on it.
     """
     if not source.is_file():
         raise UserInputError(f"local file {source} does not exist; fix data.local_fname")
     header = pacsv.open_csv(source, read_options=pacsv.ReadOptions(block_size=1 << 16)).schema.names
-    missing = [c for c in columns if c not in header]
+    filled = {c: v for c, v in RATINGS_ONLY_DEFAULTS.items() if c in columns and c not in header}
+    missing = [c for c in columns if c not in header and c not in filled]
     if missing:
         raise UserInputError(f"user stats file {source} lacks column(s) {', '.join(missing)}; it has: {', '.join(header)}")
-    types = {c: pa.int64() for c in columns}
+    if filled:
+        logger.warning("%s has no %s: treating every row as completed (watching_status 2, watched_episodes 0 = unknown); "
+                       "do not use drop_unwatched or drop_half_watched with it", source.name, " or ".join(filled))
+    present = [c for c in columns if c not in filled]
     reader = pacsv.open_csv(
         source,
         read_options=pacsv.ReadOptions(block_size=block_size),
-        convert_options=pacsv.ConvertOptions(include_columns=list(columns), column_types=types),
+        convert_options=pacsv.ConvertOptions(include_columns=present, column_types={c: pa.int64() for c in present}),
     )
+    schema = pa.schema([(c, pa.int64()) for c in columns])
     tmp = _atomic_target(dest)
     rows = 0
     try:
-        with pq.ParquetWriter(tmp, pa.schema([(c, pa.int64()) for c in columns]), compression="zstd") as writer:
+        with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
             try:
                 for batch in reader:
-                    writer.write_batch(batch)
+                    arrays = [batch.column(c) if c not in filled else pa.array([filled[c]] * batch.num_rows, pa.int64())
+                              for c in columns]
+                    writer.write_batch(pa.record_batch(arrays, schema=schema))
                     rows += batch.num_rows
                     logger.info("converted %s rows of %s", f"{rows:,}", source.name)
             except pa.ArrowInvalid as exc:

@@ -87,3 +87,14 @@ def test_csv_to_parquet_in_chunks_keeps_source(tmp_path: Path) -> None:
     assert parquet.metadata.num_rows == 50_000 and parquet.metadata.num_row_groups > 1
     assert "extra" not in parquet.schema_arrow.names
     assert hashlib.sha256(src.read_bytes()).hexdigest() == before
+
+
+def test_ratings_only_csv_gets_completed_status(tmp_path: Path) -> None:
+    src = tmp_path / "rating_complete.csv"
+    pd.DataFrame({"user_id": [0, 0, 1], "anime_id": [5, 6, 5], "rating": [9, 7, 8]}).to_csv(src, index=False)
+    assert csv_to_parquet(src, tmp_path / "out.parquet") == 3
+    table = pd.read_parquet(tmp_path / "out.parquet")
+    assert table["watching_status"].tolist() == [2, 2, 2] and table["watched_episodes"].tolist() == [0, 0, 0]
+    pd.DataFrame({"user_id": [0], "anime_id": [5]}).to_csv(src, index=False)
+    with pytest.raises(UserInputError, match=r"lacks column\(s\) rating"):
+        csv_to_parquet(src, tmp_path / "out2.parquet")
