@@ -150,7 +150,12 @@ def validate_anime(frame: pd.DataFrame, path: Path | str = "<frame>") -> pd.Data
     """Check and type the all-anime table (``anime_id`` is accepted for ``MAL_ID``)."""
     path = Path(path)
     if "MAL_ID" not in frame.columns and "anime_id" in frame.columns:
+        # The anime_2020.parquet copy renamed MAL_ID and filled unknown scores with the mean
+        # (6.509999...); real scores have two decimals, so anything else was "Unknown".
         frame = frame.rename(columns={"anime_id": "MAL_ID"})
+        score = pd.to_numeric(frame["Score"], errors="coerce")
+        imputed = (np.abs(score * 100 - np.round(score * 100)) > 1e-6).fillna(False)
+        frame["Score"] = frame["Score"].astype(object).where(~imputed, UNKNOWN)
     _missing_columns(list(frame.columns), ANIME_REQUIRED, path, "all anime")
     frame = frame.copy()
     _as_int(frame, "MAL_ID", np.int64, path, "all anime")

@@ -61,6 +61,8 @@ def test_truncated_parquet_is_a_one_line_error(tmp_path: Path, sample) -> None:
 def test_anime_parquet_with_anime_id_column_is_accepted(mal_data: Path) -> None:
     anime = load_anime(mal_data / "anime_2020.parquet")
     assert len(anime) == 17562 and anime["MAL_ID"].is_unique
+    assert anime["Score"].isna().sum() == 5141  # the mean-filled "Unknown" scores (SOURCES.md) are unknown again
+    assert anime.loc[anime["MAL_ID"] == 1, "Score"].iloc[0] == 8.78
     synopses = load_synopses(mal_data / "anime_with_synopsis_head269.csv")  # column spelled `synopsis` there
     assert "sypnopsis" in synopses.columns and len(synopses) == 269
 

@@ -200,6 +200,7 @@ def test_similar_anime_by_name_is_forgiving(world: SimpleNamespace) -> None:
     for name in ("ONEGAI teacher", "onegai ★ teacher!", "please teacher"):
         assert world.rec.similar_anime(name, n=5)["MAL_ID"].tolist() == by_id["MAL_ID"].tolist()
     assert world.rec.resolve_anime("cafe lumiere") == 190
+    assert world.rec.resolve_anime(" 150 ") == 150  # digits from a config file
 
 
 def test_anime_without_metadata_or_embedding_never_returned(world: SimpleNamespace) -> None:
@@ -307,6 +308,25 @@ def test_eng_version_falls_back_to_name(world: SimpleNamespace) -> None:
         100: "Please Teacher!",
         110: "Action Story 1",
     }
+
+
+def test_favourite_ties_fall_to_popularity() -> None:
+    world = _build_world()
+    ratings = world.ratings.copy()
+    # Everyone finished everything, so the share watched cannot break ties.
+    episodes = world.anime.set_index("MAL_ID")["Episodes"]
+    ratings["watched_episodes"] = episodes.loc[ratings["anime_id"]].to_numpy().astype(np.int32)
+    # Give the least popular anime of user 0's cluster the same top rating as the most popular one.
+    user = int(world.user_ids[0])
+    mine = ratings.index[ratings.user_id == user]
+    ratings.loc[mine, "rating"] = np.float32(1.0)
+    anime_emb, user_emb, anime_encoder, user_encoder = world.raw
+    rec = AnimeRecommender(user_embeddings=user_emb, anime_embeddings=anime_emb, user_encoder=user_encoder,
+                           anime_encoder=anime_encoder, head=SigmoidHead(), rating_scale=(1, 10),
+                           ratings=ratings.drop(columns="raw"), anime=world.anime)
+    favourites = rec.user_preferences(user, favorite_percentile=0.0).favorites
+    members = world.anime.set_index("MAL_ID").loc[favourites["MAL_ID"], "Members"]
+    assert members.is_monotonic_decreasing and len(members) == 5
 
 
 def test_known_user_without_ratings_has_empty_preferences(world: SimpleNamespace) -> None:
