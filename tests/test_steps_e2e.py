@@ -22,7 +22,7 @@ from tests.test_pipeline import assert_one_line_error, mlflow_run, runs_table
 
 SMALL = ("data.sample_users=400 data.sample_anime=200 data.sample_mean_items=60 data.num_reviews=10 "
          "model.epochs=6 model.embedding_size=32 model.batch_size=512")
-ALL_STEPS = ["download", "preprocess", "neural_network", "similar_anime", "similar_users", "user_prefs", "user_recs", "model_recs"]
+ALL_STEPS = ["download", "preprocess", "neural_network", "evaluate", "similar_anime", "similar_users", "user_prefs", "user_recs", "model_recs"]
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +50,7 @@ def run_script(step: str, *args: str, work: Path, timeout: int = 300) -> subproc
 @pytest.mark.slow
 def test_all_steps_publish_their_artifacts_nested_under_one_run(pipeline: Path) -> None:
     store = ArtifactStore(pipeline / "artifacts")
-    for name in ("anime_nn.keras", "anime_nn_embeddings", "anime_nn_history.csv", "anime_nn_loss.png", "similar_anime.csv",
+    for name in ("anime_nn.keras", "anime_nn_embeddings", "anime_nn_history.csv", "anime_nn_loss.png", "evaluation_metrics.csv", "similar_anime.csv",
                  "similar_users.csv", "ID_used.csv", "user_prefs.csv", "user_prefs_clouds", "user_recs.csv", "user_recs_clouds",
                  "model_recs.csv"):
         assert store.get(f"{name}:latest").version == 0, name
@@ -58,6 +58,9 @@ def test_all_steps_publish_their_artifacts_nested_under_one_run(pipeline: Path) 
     parent = next(r for r in runs.values() if r.get("anime_recs.steps") == ",".join(ALL_STEPS))
     children = sorted(r["mlflow.runName"] for r in runs.values() if r.get("mlflow.parentRunId") == parent["run_id"])
     assert children == sorted(ALL_STEPS)
+    metrics = pd.read_csv(store.get("evaluation_metrics.csv:latest").file()).set_index("model")
+    assert set(metrics.index) == {"GlobalMean", "Popularity", "UserItemBias", "ours"}
+    assert metrics.loc["ours", "RMSE"] < metrics.loc["GlobalMean", "RMSE"]
     clouds = store.get("user_prefs_clouds:latest")
     assert all(clouds.file(f).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for f in clouds.files)
     # later steps used the similar_users step's user
