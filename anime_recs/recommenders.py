@@ -590,19 +590,20 @@ class AnimeRecommender:
             )
         return pos
 
-    def _genre_columns(self, genres: str | Iterable[str] | None) -> list[str]:
-        requested = str_to_list(genres)
-        unknown = [g for g in requested if normalise_name(g) not in self._genre_key]
+    @staticmethod
+    def _known(requested: str | Iterable[str] | None, keys: dict[str, int], labels: Sequence[str], what: str) -> list[str]:
+        """Map user-typed labels (any case) to the data's labels; unknown ones raise, listing the choices."""
+        wanted = str_to_list(requested)
+        unknown = [label for label in wanted if normalise_name(label) not in keys]
         if unknown:
-            raise UserInputError(f"unknown genre {unknown[0]!r}; choose from: {_preview(self.genres)}")
-        return [self.genres[self._genre_key[normalise_name(g)]] for g in requested]
+            raise UserInputError(f"unknown {what} {unknown[0]!r}; choose from: {_preview(labels)}")
+        return [labels[keys[normalise_name(label)]] for label in wanted]
+
+    def _genre_columns(self, genres: str | Iterable[str] | None) -> list[str]:
+        return self._known(genres, self._genre_key, self.genres, "genre")
 
     def _type_codes(self, types: str | Iterable[str] | None) -> list[str]:
-        requested = str_to_list(types)
-        unknown = [t for t in requested if normalise_name(t) not in self._type_key]
-        if unknown:
-            raise UserInputError(f"unknown type {unknown[0]!r}; choose from: {_preview(self.types)}")
-        return [self.types[self._type_key[normalise_name(t)]] for t in requested]
+        return self._known(types, self._type_key, self.types, "type")
 
     @staticmethod
     def _score_bounds(min_score: float | None, max_score: float | None) -> tuple[float | None, float | None]:
