@@ -155,6 +155,8 @@ def run_step(step: str, params: dict[str, Any], body: Callable[[StepContext], An
     """Run ``body`` inside an MLflow (+ W&B) run; one-line errors, exit 2 on bad input."""
     setup_logging()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up chatter buries our progress lines
+    # TF's default CPU allocator page-faults large buffers back in every step (3x slower stock fit, bench/train.py).
+    os.environ.setdefault("TF_CPU_ALLOCATOR_USE_BFC", "true")
     started = time.perf_counter()
     try:
         import mlflow
