@@ -28,6 +28,17 @@ plus the L2 penalty over every row of both tables (what Keras itself reports
 as ``val_loss``; ``loss_incl_l2`` is Keras' own training loss, keras path
 only); ``lr``; ``seconds`` (wall time of the epoch including validation and
 the best-weights checkpoint).
+
+Resuming: the fast path continues exactly where it stopped (per-epoch
+stateless shuffle, weights and optimizer state restored); the keras path
+restores weights and Adam's state, but Keras draws a new shuffle order.
+
+On CPU, TensorFlow's default allocator returns large freed buffers to the OS
+and page-faults them back in at every step; ``TF_CPU_ALLOCATOR_USE_BFC=true``
+in the environment *before TensorFlow starts* avoids that (it matters most to
+the keras path, whose dense gradients are the size of the tables; see
+``bench/train.py``). It is a process setting, so entry points set it, not this
+module.
 """
 
 from __future__ import annotations
@@ -39,7 +50,8 @@ import logging
 import math
 import os
 import time
-from collections.abc import Callable
+import zipfile
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -269,10 +281,18 @@ class _CheckpointStore:
         model.save_weights(tmp)
         os.replace(tmp, self.path(name))
 
-    def save_arrays(self, arrays: dict[str, np.ndarray], name: str) -> None:
+    def save_arrays(self, arrays: Mapping[str, Callable[[], np.ndarray]], name: str) -> None:
+        """Write an ``.npz`` that ``np.load`` reads, one array in memory at a time.
+
+        Values are callables so that a 50 MB optimizer slot is copied out of
+        TensorFlow only while it is being written (``np.savez`` would need
+        every array at once).
+        """
         tmp = self.path(name + ".tmp")
-        with open(tmp, "wb") as handle:
-            np.savez(handle, **arrays)
+        with zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED, allowZip64=True) as archive:
+            for key, produce in arrays.items():
+                with archive.open(key + ".npy", "w", force_zip64=True) as handle:
+                    np.lib.format.write_array(handle, np.asarray(produce()), allow_pickle=False)
         os.replace(tmp, self.path(name))
 
     def load_arrays(self, name: str) -> dict[str, np.ndarray]:
@@ -352,7 +372,7 @@ class _EpochTracker:
         epoch: int,
         row: dict[str, float],
         model: keras.Model,
-        optimizer_state: Callable[[], dict[str, np.ndarray]],
+        optimizer_state: Callable[[], Mapping[str, Callable[[], np.ndarray]]],
         finished: bool,
     ) -> None:
         """Record the row, write last checkpoint + state, print, call back."""
@@ -399,6 +419,11 @@ class _EpochTracker:
         history = pd.DataFrame(self.rows)
         if not history.empty:
             history["epoch"] = history["epoch"].astype(int)
+            metrics = list(self.params.model_metrics)
+            first = ["epoch", "loss", *metrics, "val_loss", *("val_" + m for m in metrics)]
+            first += ["val_loss_incl_l2", "loss_incl_l2", "lr", "seconds"]
+            ordered = [c for c in first if c in history.columns]
+            history = history[ordered + [c for c in history.columns if c not in ordered]]
         return TrainResult(model=model, history=history, best_epoch=self.best_epoch, stopped_early=self.stopped_early)
 
 
@@ -523,10 +548,10 @@ class _KerasBookkeeper(keras.callbacks.Callback):
         row["seconds"] = seconds
         finished = tracker.stopped_early or epoch + 1 >= tracker.params.epochs
 
-        def optimizer_state() -> dict[str, np.ndarray]:
+        def optimizer_state() -> dict[str, Callable[[], np.ndarray]]:
             store_: dict[str, np.ndarray] = {}
             self.model.optimizer.save_own_variables(store_)
-            return store_
+            return {key: (lambda value=value: value) for key, value in store_.items()}
 
         tracker.finish_epoch(epoch, row, self.model, optimizer_state, finished)
 
@@ -624,9 +649,7 @@ class _LazyAdamTrainer:
         self._eval_core = tf.function(self._eval_core_fn, jit_compile=jit)
         vec = tf.TensorSpec([None], tf.int32)
         self._step = tf.function(
-            self._step_fn,
-            input_signature=[vec, vec, tf.TensorSpec([None], tf.float32), tf.TensorSpec([], tf.int32),
-                             tf.TensorSpec([], tf.int32), tf.TensorSpec([], tf.float32)],
+            self._step_fn, input_signature=[vec, vec, tf.TensorSpec([None], tf.float32), tf.TensorSpec([], tf.float32)]
         )
         self._eval = tf.function(
             self._eval_fn,
@@ -674,8 +697,7 @@ class _LazyAdamTrainer:
         v = v + (tf.square(grad) - v) * (1.0 - _BETA_2)
         return rows - m * alpha / (tf.sqrt(v) + _EPSILON), m, v
 
-    def _step_fn(self, users, anime, ratings, start, stop, lr):  # type: ignore[no-untyped-def]
-        u_batch, a_batch, y = users[start:stop], anime[start:stop], ratings[start:stop]
+    def _step_fn(self, u_batch, a_batch, y, lr):  # type: ignore[no-untyped-def]
         uniq_u, inv_u = tf.unique(u_batch)
         uniq_a, inv_a = tf.unique(a_batch)
         pad_u, pad_a = _pad_to_multiple(uniq_u), _pad_to_multiple(uniq_a)
@@ -716,15 +738,15 @@ class _LazyAdamTrainer:
             total += self._eval(users, anime, ratings, tf.constant(start), tf.constant(stop)).numpy()
         return total / n
 
-    def optimizer_state(self) -> dict[str, np.ndarray]:
-        state = {
-            "m_user": self.m_user.numpy(), "v_user": self.v_user.numpy(),
-            "m_anime": self.m_anime.numpy(), "v_anime": self.v_anime.numpy(),
-            "iterations": np.asarray(self.iterations.numpy()),
+    def optimizer_state(self) -> dict[str, Callable[[], np.ndarray]]:
+        """Name -> reader of every optimizer variable (read lazily, see save_arrays)."""
+        variables = {
+            "m_user": self.m_user, "v_user": self.v_user, "m_anime": self.m_anime, "v_anime": self.v_anime,
+            "iterations": self.iterations,
         }  # fmt: skip
         for i, (m, v) in enumerate(zip(self.m_dense, self.v_dense)):
-            state[f"m_dense_{i}"], state[f"v_dense_{i}"] = m.numpy(), v.numpy()
-        return state
+            variables[f"m_dense_{i}"], variables[f"v_dense_{i}"] = m, v
+        return {name: var.numpy for name, var in variables.items()}
 
     def load_optimizer_state(self, state: dict[str, np.ndarray]) -> None:
         for name in ("m_user", "v_user", "m_anime", "v_anime", "iterations"):
@@ -739,9 +761,6 @@ class _LazyAdamTrainer:
         if saved is not None:
             self.load_optimizer_state(saved)
 
-        users = tf.constant(train.user_idx, tf.int32)
-        anime = tf.constant(train.anime_idx, tf.int32)
-        ratings = tf.constant(train.rating, tf.float32)
         val_tensors = (
             tf.constant(val.user_idx, tf.int32),
             tf.constant(val.anime_idx, tf.int32),
@@ -750,26 +769,27 @@ class _LazyAdamTrainer:
         n = len(train)
         names = ["loss", *(name for name, _ in self.metric_fns)]
 
-        def shuffled(epoch: int) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+        def shuffled(epoch: int) -> np.ndarray:
             # Stateless, so a resumed run sees the same order epoch by epoch.
-            order = tf.random.experimental.stateless_shuffle(tf.range(n), seed=[params.seed, epoch])
-            return tf.gather(users, order), tf.gather(anime, order), tf.gather(ratings, order)
+            return tf.random.experimental.stateless_shuffle(tf.range(n), seed=[params.seed, epoch]).numpy()
 
-        # The next epoch's order is built on a worker thread while this epoch
-        # trains; TF ops release the GIL, so it is off the critical path.
+        # The next epoch's order is drawn on a worker thread while this epoch
+        # trains (TF ops release the GIL), so it is off the critical path.
+        # Batches are then picked from the caller's arrays by that order: no
+        # shuffled copies of the whole training set are kept.
         with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
             upcoming = pool.submit(shuffled, tracker.start_epoch) if tracker.start_epoch < params.epochs else None
             for epoch in range(tracker.start_epoch, params.epochs):
                 started = time.perf_counter()
                 lr = learning_rate(epoch, params)
-                epoch_users, epoch_anime, epoch_ratings = upcoming.result()  # type: ignore[union-attr]
+                order = upcoming.result()  # type: ignore[union-attr]
                 upcoming = pool.submit(shuffled, epoch + 1) if epoch + 1 < params.epochs else None
 
                 self.train_sums.assign(tf.zeros_like(self.train_sums))
                 lr_t = tf.constant(lr, tf.float32)
                 for start in range(0, n, params.batch_size):
-                    stop = min(start + params.batch_size, n)
-                    self._step(epoch_users, epoch_anime, epoch_ratings, tf.constant(start), tf.constant(stop), lr_t)
+                    batch = order[start : start + params.batch_size]
+                    self._step(train.user_idx[batch], train.anime_idx[batch], train.rating[batch], lr_t)
                 sums = self.train_sums.numpy()
                 train_means = sums[:-1] / sums[-1]
                 val_means = self._evaluate(*val_tensors)

@@ -7,7 +7,11 @@ measured per variant:
 
 (a) ``keras``: ``training_path='keras'``: plain ``model.fit`` on numpy arrays,
     stock Adam, no XLA, exactly as the original ran;
-(b) ``fast``: our default ``training_path='fast'`` (lazy Adam, XLA).
+(b) ``fast``: our default ``training_path='fast'`` (lazy Adam, XLA);
+(a') and (b'): the same two with ``TF_CPU_ALLOCATOR_USE_BFC=true``, to show
+    how much of the difference is TensorFlow's default CPU allocator
+    returning large buffers to the OS (and page-faulting them back in) at
+    every step rather than the training algorithm.
 
 Both start from the same initial weights (same seed) and hold out the same
 validation rows. Per variant the table shows seconds per epoch and samples/s
@@ -26,8 +30,8 @@ Timings from a shared machine are only comparable within one run.
 
 Example::
 
-    python bench/train.py                       # full size, ~5 minutes
-    python bench/train.py --rows 500000 --users 5000 --anime 2000
+    python bench/train.py                       # full size: 15-40 min on 2 shared cores
+    python bench/train.py --variants keras,fast --rows 500000 --users 5000 --anime 2000
 """
 
 from __future__ import annotations
@@ -49,7 +53,19 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-VARIANTS = {"keras": "(a) original: model.fit, stock Adam, no XLA", "fast": "(b) ours: lazy Adam + XLA"}
+VARIANTS = {
+    "keras": "(a) original: model.fit, stock Adam, no XLA",
+    "fast": "(b) ours: lazy Adam + XLA",
+    "keras+bfc": "(a') = (a) with TF_CPU_ALLOCATOR_USE_BFC",
+    "fast+bfc": "(b') = (b) with TF_CPU_ALLOCATOR_USE_BFC",
+}
+# TensorFlow's default CPU allocator hands large freed buffers back to the OS,
+# so every step page-faults them in again; stock Adam on dense embedding
+# gradients allocates ~0.3 GB per step and spends most of its time in the
+# kernel on some VMs. The BFC allocator keeps the memory. The headline
+# comparison is (a) vs (b) as they run by default; (a')/(b') show how much of
+# the gap is the allocator.
+BFC_ENV = "TF_CPU_ALLOCATOR_USE_BFC"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -62,7 +78,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=10_000, help="batch size (the original's)")
     parser.add_argument("--embedding-size", type=int, default=128, help="embedding size (the original's)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic data")
-    parser.add_argument("--variants", default="keras,fast", help="comma-separated subset of: " + ", ".join(VARIANTS))
+    parser.add_argument("--variants", default="keras,fast,keras+bfc,fast+bfc", help="comma-separated subset of: " + ", ".join(VARIANTS))
     parser.add_argument("--json", type=Path, default=None, help="also write all numbers to this JSON file")
     parser.add_argument("--worker", choices=sorted(VARIANTS), help=argparse.SUPPRESS)
     parser.add_argument("--result", type=Path, help=argparse.SUPPRESS)
@@ -111,7 +127,7 @@ def run_worker(args: argparse.Namespace) -> None:
         batch_size=args.batch_size,
         epochs=args.epochs,
         patience=args.epochs,  # a benchmark runs every epoch
-        training_path=args.worker,
+        training_path=args.worker.split("+")[0],
     )
     numpy_bce: list[float] = []
     cpu_seconds: list[float] = []
@@ -154,6 +170,9 @@ def run_variant(variant: str, args: argparse.Namespace, argv: list[str]) -> dict
         cmd = [sys.executable, str(Path(__file__).resolve()), *argv, "--worker", variant, "--result", str(result)]
         print(f"--- running {VARIANTS[variant]}", flush=True)
         env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL=os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"))
+        env.pop(BFC_ENV, None)
+        if variant.endswith("+bfc"):
+            env[BFC_ENV] = "true"
         subprocess.run(cmd, check=True, env=env)
         return json.loads(result.read_text())
 
@@ -175,20 +194,21 @@ def print_table(results: dict[str, dict], epochs: int) -> None:
                 f"{r['wall_s']:.0f}",
             ]
         )
-    if {"keras", "fast"} <= set(results):
-        a, b = results["keras"], results["fast"]
-        rows.append(
-            [
-                "ratio (b)/(a)",
-                f"{b['steady_seconds'] / a['steady_seconds']:.3f}",
-                f"{b['samples_per_s'] / a['samples_per_s']:.2f}x",
-                f"{b['steady_cpu_seconds'] / a['steady_cpu_seconds']:.3f}",
-                *(f"{vb / va:.3f}" for va, vb in zip(a["val_bce"], b["val_bce"])),
-                f"{b['hist_val_loss'][-1] / a['hist_val_loss'][-1]:.3f}",
-                f"{b['peak_rss_mb'] / a['peak_rss_mb']:.2f}",
-                f"{b['wall_s'] / a['wall_s']:.2f}",
-            ]
-        )
+    for slow, fast, label in (("keras", "fast", "ratio (b)/(a)"), ("keras+bfc", "fast+bfc", "ratio (b')/(a')")):
+        if {slow, fast} <= set(results):
+            a, b = results[slow], results[fast]
+            rows.append(
+                [
+                    label,
+                    f"{b['steady_seconds'] / a['steady_seconds']:.3f}",
+                    f"{b['samples_per_s'] / a['samples_per_s']:.2f}x",
+                    f"{b['steady_cpu_seconds'] / a['steady_cpu_seconds']:.3f}",
+                    *(f"{vb / va:.3f}" for va, vb in zip(a["val_bce"], b["val_bce"])),
+                    f"{b['hist_val_loss'][-1] / a['hist_val_loss'][-1]:.3f}",
+                    f"{b['peak_rss_mb'] / a['peak_rss_mb']:.2f}",
+                    f"{b['wall_s'] / a['wall_s']:.2f}",
+                ]
+            )
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
     for row in rows:

@@ -90,7 +90,7 @@ def test_lazy_step_leaves_rows_outside_the_batch_untouched() -> None:
     users = tf.constant([1, 3, 3, 7], tf.int32)
     anime = tf.constant([2, 2, 5, 9], tf.int32)
     ratings = tf.constant([0.1, 0.9, 0.5, 0.7], tf.float32)
-    trainer._step(users, anime, ratings, tf.constant(0), tf.constant(4), tf.constant(1e-2))
+    trainer._step(users, anime, ratings, tf.constant(1e-2))
 
     for name, table, moment, touched in (
         ("user_embedding/embeddings", trainer.user_table, trainer.v_user, [1, 3, 7]),
@@ -118,7 +118,7 @@ def test_lazy_step_equals_dense_adam_when_every_row_is_in_the_batch() -> None:
     trainer = _LazyAdamTrainer(ours, params)
     for _ in range(4):
         reference.train_on_batch({"user": users[:, None], "anime": anime[:, None]}, ratings[:, None])
-        trainer._step(tf.constant(users), tf.constant(anime), tf.constant(ratings), tf.constant(0), tf.constant(64), tf.constant(1e-2))
+        trainer._step(tf.constant(users), tf.constant(anime), tf.constant(ratings), tf.constant(1e-2))
     for ref, got in zip(reference.weights, ours.weights):
         if ref.path == "dense/bias":
             continue  # BN cancels it: its gradient is rounding noise that Adam normalises

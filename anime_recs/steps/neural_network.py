@@ -82,7 +82,9 @@ def _checkpoint_dir(ctx: StepContext, input_ref: str, params: dict[str, Any], re
     """A persistent folder (keyed by input and parameters) when resuming, else scratch."""
     if not resume:
         return ctx.workdir / "checkpoints"
-    key = hashlib.sha256(json.dumps([input_ref, params], sort_keys=True, default=str).encode()).hexdigest()[:16]
+    # epochs and patience may be raised to continue a run, so they are not part of its identity.
+    identity = {k: v for k, v in params.items() if k not in ("epochs", "patience")}
+    key = hashlib.sha256(json.dumps([input_ref, identity], sort_keys=True, default=str).encode()).hexdigest()[:16]
     return ctx.store.root / ".checkpoints" / f"neural_network-{key}"
 
 
