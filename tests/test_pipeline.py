@@ -97,7 +97,12 @@ def test_mlproject_files_match_step_options() -> None:
 
 
 def test_step_help_lists_every_option() -> None:
-    for script, option in (("download/download.py", "--stats_url"), ("preprocess/preprocess.py", "--drop_half_watched")):
+    pairs = (("download/download.py", "--stats_url"), ("preprocess/preprocess.py", "--drop_half_watched"),
+             ("neural_network/neural_network.py", "--overrides"), ("evaluate/evaluate.py", "--relevant_threshold"),
+             ("similar_anime/similar_anime.py", "--anime_query"), ("similar_users/similar_users.py", "--TV_only"),
+             ("user_prefs/user_prefs.py", "--favorite_percentile"), ("user_recs/user_recs.py", "--recs_n_sim_ID"),
+             ("model_recs/model_recs.py", "--min_score"))
+    for script, option in pairs:
         out = subprocess.run([sys.executable, script, "--help"], cwd=REPO, capture_output=True, text=True, env=child_env())
         assert out.returncode == 0 and option in out.stdout and "default" in out.stdout
 
