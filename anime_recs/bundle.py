@@ -26,6 +26,12 @@ from .preprocess import Scaling
 BUNDLE_FILES = ("user_embeddings.npy", "anime_embeddings.npy", "user_ids.npy", "anime_ids.npy", "head.json", "scaling.json")
 
 
+def _save_npy(path: Path, array: np.ndarray) -> None:
+    # Through an open handle: np.save given a path would append ".npy" to the temp name.
+    with open(path, "wb") as handle:
+        np.save(handle, array)
+
+
 @dataclass
 class ModelBundle:
     """Everything needed to score and compare users and anime without TensorFlow."""
@@ -43,7 +49,7 @@ class ModelBundle:
         paths = {name: folder / name for name in BUNDLE_FILES}
         for name, array in (("user_embeddings.npy", self.user_embeddings), ("anime_embeddings.npy", self.anime_embeddings),
                             ("user_ids.npy", self.user_encoder.ids), ("anime_ids.npy", self.anime_encoder.ids)):
-            atomic_write(paths[name], lambda tmp, a=array: np.save(open(tmp, "wb"), a))
+            atomic_write(paths[name], lambda tmp, a=array: _save_npy(tmp, a))
         write_json(self.head.to_dict(), paths["head.json"])
         write_json(self.scaling.as_dict(), paths["scaling.json"])
         return paths

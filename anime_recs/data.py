@@ -11,6 +11,8 @@ Every loader checks required columns, types and value ranges and raises a
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -67,12 +69,11 @@ def _missing_columns(columns: list[str], required: tuple[str, ...], path: Path, 
         )
 
 
-def _read_table(path: Path, what: str, columns: list[str] | None = None) -> pd.DataFrame:
-    """Read parquet or CSV into pandas, turning parser failures into one-line errors."""
+@contextmanager
+def _readable(path: Path, what: str) -> Iterator[None]:
+    """Turn parser failures inside the block into one-line errors naming the file."""
     try:
-        if is_parquet(path):
-            return pq.read_table(path, columns=columns).to_pandas()
-        return pd.read_csv(path, usecols=columns, low_memory=False)
+        yield
     except DataValidationError:
         raise
     except (pa.ArrowException, OSError, ValueError, pd.errors.ParserError, UnicodeDecodeError) as exc:
@@ -80,15 +81,20 @@ def _read_table(path: Path, what: str, columns: list[str] | None = None) -> pd.D
         raise DataValidationError(f"{what} file {path} cannot be read ({first}); it may be truncated: download it again") from None
 
 
+def _read_table(path: Path, what: str, columns: list[str] | None = None) -> pd.DataFrame:
+    """Read parquet or CSV into pandas, turning parser failures into one-line errors."""
+    with _readable(path, what):
+        if is_parquet(path):
+            return pq.read_table(path, columns=columns).to_pandas()
+        return pd.read_csv(path, usecols=columns, low_memory=False)
+
+
 def table_columns(path: Path, what: str) -> list[str]:
     """Column names of a parquet or CSV file without reading its rows."""
-    try:
+    with _readable(path, what):
         if is_parquet(path):
             return list(pq.read_schema(path).names)
         return list(pd.read_csv(path, nrows=0).columns)
-    except (pa.ArrowException, OSError, ValueError, pd.errors.ParserError, UnicodeDecodeError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DataValidationError(f"{what} file {path} cannot be read ({first}); it may be truncated: download it again") from None
 
 
 def _as_int(frame: pd.DataFrame, column: str, dtype: type, path: Path, what: str) -> None:
@@ -208,18 +214,14 @@ def validate_file(kind: str, path: Path | str) -> int:
     """Validate a raw file of ``kind`` (stats, all_anime, synopses); return its row count."""
     if kind == "stats":
         path = _require_file(Path(path), "user stats")
-        columns = table_columns(path, "user stats")
-        _missing_columns(columns, STATS_COLUMNS, path, "user stats")
-        if is_parquet(path):
-            # Validate batch by batch so files larger than memory are fine.
-            rows = 0
-            try:
-                parquet = pq.ParquetFile(path)
-                for batch in parquet.iter_batches(batch_size=2_000_000, columns=list(STATS_COLUMNS)):
-                    validate_stats(batch.to_pandas(), path)
-                    rows += batch.num_rows
-            except pa.ArrowException as exc:
-                raise DataValidationError(f"user stats file {path} cannot be read ({str(exc).splitlines()[0]}); it may be truncated: download it again") from None
-            return rows
-        return len(load_stats(path))
+        if not is_parquet(path):
+            return len(load_stats(path))
+        _missing_columns(table_columns(path, "user stats"), STATS_COLUMNS, path, "user stats")
+        # Validate batch by batch so files larger than memory are fine.
+        rows = 0
+        with _readable(path, "user stats"):
+            for batch in pq.ParquetFile(path).iter_batches(batch_size=2_000_000, columns=list(STATS_COLUMNS)):
+                validate_stats(batch.to_pandas(), path)
+                rows += batch.num_rows
+        return rows
     return len(VALIDATORS[kind](path))

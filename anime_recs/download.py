@@ -8,11 +8,9 @@ looks finished.
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 import socket
 import sys
-import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -24,6 +22,7 @@ import pyarrow.parquet as pq
 
 from .data import STATS_COLUMNS
 from .errors import UserInputError
+from .io import atomic_write
 
 logger = logging.getLogger(__name__)
 
@@ -58,13 +57,6 @@ def local_path_of(source: str) -> Path:
     return Path(source).expanduser()
 
 
-def _atomic_target(dest: Path) -> Path:
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
-    os.close(handle)
-    return Path(tmp)
-
-
 def fetch(source: str, dest: Path, timeout: float = 60.0, progress: bool = True) -> Path:
     """Copy or download ``source`` to ``dest`` atomically; return ``dest``.
 
@@ -74,8 +66,8 @@ def fetch(source: str, dest: Path, timeout: float = 60.0, progress: bool = True)
     kind = source_kind(source)
     if kind == SAMPLE:
         raise UserInputError("'sample' is generated, not fetched")
-    tmp = _atomic_target(dest)
-    try:
+
+    def copy_into(tmp: Path) -> None:
         if kind == "file":
             path = local_path_of(source)
             if not path.is_file():
@@ -85,9 +77,8 @@ def fetch(source: str, dest: Path, timeout: float = 60.0, progress: bool = True)
             _download(source, tmp, timeout, progress)
         if tmp.stat().st_size == 0:
             raise UserInputError(f"source {source} is empty; check it")
-        os.replace(tmp, dest)
-    finally:
-        tmp.unlink(missing_ok=True)
+
+    atomic_write(dest, copy_into)
     return dest
 
 
@@ -144,9 +135,10 @@ def csv_to_parquet(source: Path, dest: Path, columns: tuple[str, ...] = STATS_CO
         convert_options=pacsv.ConvertOptions(include_columns=present, column_types={c: pa.int64() for c in present}),
     )
     schema = pa.schema([(c, pa.int64()) for c in columns])
-    tmp = _atomic_target(dest)
     rows = 0
-    try:
+
+    def convert_into(tmp: Path) -> None:
+        nonlocal rows
         with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
             try:
                 for batch in reader:
@@ -157,7 +149,6 @@ def csv_to_parquet(source: Path, dest: Path, columns: tuple[str, ...] = STATS_CO
                     logger.info("converted %s rows of %s", f"{rows:,}", source.name)
             except pa.ArrowInvalid as exc:
                 raise UserInputError(f"user stats file {source} has a bad row ({str(exc).splitlines()[0]}); fix or truncate the file") from None
-        os.replace(tmp, dest)
-    finally:
-        tmp.unlink(missing_ok=True)
+
+    atomic_write(dest, convert_into)
     return rows

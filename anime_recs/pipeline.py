@@ -87,14 +87,19 @@ def preprocess_params(cfg: Config, base: Path, workdir: Path) -> dict[str, Any]:
     }
 
 
-def neural_network_params(cfg: Config, base: Path, workdir: Path) -> dict[str, Any]:
-    """Parameters of the neural_network step (model options travel as one JSON file)."""
+def _model_config_file(cfg: Config, workdir: Path) -> str:
+    """The ``model`` and ``nn_arts`` groups as one JSON file (shared by neural_network and evaluate)."""
     config_file = workdir / "model_config.json"
     config_file.write_text(json.dumps({**cfg["model"], **cfg["nn_arts"]}, indent=2))
+    return str(config_file)
+
+
+def neural_network_params(cfg: Config, base: Path, workdir: Path) -> dict[str, Any]:
+    """Parameters of the neural_network step (model options travel as one JSON file)."""
     return {
         "input_data": cfg["data"]["preprocessed_artifact_latest"],
         "input_type": cfg["data"]["preprocessed_artifact_type"],
-        "model_config": str(config_file),
+        "model_config": _model_config_file(cfg, workdir),
         "overrides": "",
         "random_seed": cfg["main"]["random_seed"],
     }
@@ -102,13 +107,11 @@ def neural_network_params(cfg: Config, base: Path, workdir: Path) -> dict[str, A
 
 def evaluate_params(cfg: Config, base: Path, workdir: Path) -> dict[str, Any]:
     """Parameters of the evaluate step (our model is configured as for neural_network)."""
-    config_file = workdir / "model_config.json"
-    config_file.write_text(json.dumps({**cfg["model"], **cfg["nn_arts"]}, indent=2))
     e = cfg["evaluation"]
     return {
         "input_data": cfg["data"]["preprocessed_artifact_latest"],
         "input_type": cfg["data"]["preprocessed_artifact_type"],
-        "model_config": str(config_file),
+        "model_config": _model_config_file(cfg, workdir),
         "overrides": "",
         "relevant_threshold": e["relevant_threshold"],
         "k": e["k"],

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import logging
 import os
-import uuid
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +20,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from .errors import UserInputError
+from .io import atomic_write
 
 logger = logging.getLogger(__name__)
 
@@ -29,24 +28,10 @@ _DPI = 100
 _TITLE_BAND = 0.12  # share of the height kept for a title
 
 
-def _write_atomically(path: str | os.PathLike[str], write: Callable[[Path, str], None]) -> Path:
-    """Call ``write(temp_path, format)`` then rename the result onto ``path``."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fmt = (target.suffix.lstrip(".") or "png").lower()
-    temp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        write(temp, fmt)
-        os.replace(temp, target)
-    finally:
-        if temp.exists():
-            temp.unlink()
-    return target
-
-
 def _save_figure(figure: Figure, path: str | os.PathLike[str]) -> Path:
     FigureCanvasAgg(figure)
-    return _write_atomically(path, lambda temp, fmt: figure.savefig(temp, format=fmt, dpi=_DPI))
+    fmt = (Path(path).suffix.lstrip(".") or "png").lower()  # the temp name has no meaningful suffix
+    return atomic_write(path, lambda temp: figure.savefig(temp, format=fmt, dpi=_DPI))
 
 
 def genre_cloud(

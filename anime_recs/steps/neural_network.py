@@ -94,9 +94,7 @@ def run_neural_network(ctx: StepContext, input_data: str, input_type: str, model
     if "scaling" not in artifact.metadata:
         raise UserInputError(f"{artifact.ref} has no rating scaling in its metadata; re-run the preprocess step")
     # TensorFlow takes seconds to import: only after the inputs are known to be good.
-    from ..embeddings import PredictionHead, extract_embeddings
     from ..model import ModelParams, select_strategy
-    from ..plots import loss_curve
     from ..training import train_model
 
     scaling = Scaling(**artifact.metadata["scaling"])
@@ -125,13 +123,15 @@ def run_neural_network(ctx: StepContext, input_data: str, input_type: str, model
     print_table(pd.DataFrame([{"predictor": "model", **{k[5:]: v for k, v in metrics.items() if k.startswith("test_")}},
                               {"predictor": "global mean", **{k[12:]: v for k, v in metrics.items() if k.startswith("global_mean_")}}]),
                 "held-out test set (mse/bce on scaled ratings, rmse/mae on the 1-10 scale)")
-    return _publish(ctx, model_cfg, result, params, metrics, scaling, user_encoder, anime_encoder, frame.iloc[test_pos], loss_curve,
-                    PredictionHead, extract_embeddings)
+    return _publish(ctx, model_cfg, result, params, metrics, scaling, user_encoder, anime_encoder, frame.iloc[test_pos])
 
 
-def _publish(ctx, model_cfg, result, params, metrics, scaling, user_encoder, anime_encoder, test_rows, loss_curve,
-             head_cls, extract_embeddings) -> dict[str, str]:  # type: ignore[no-untyped-def]
+def _publish(ctx: StepContext, model_cfg: dict[str, Any], result: Any, params: Any, metrics: dict[str, float], scaling: Scaling,
+             user_encoder: IdEncoder, anime_encoder: IdEncoder, test_rows: pd.DataFrame) -> dict[str, str]:
     """Write every output file and publish the five artifacts."""
+    from ..embeddings import PredictionHead, extract_embeddings
+    from ..plots import loss_curve
+
     out = ctx.workdir / "outputs"
     out.mkdir(parents=True, exist_ok=True)
     metadata = {"hyperparameters": {**asdict(params), **{k: model_cfg.get(k) for k in ("test_size", "holdout_fraction", "TPU_init")}},
@@ -152,7 +152,7 @@ def _publish(ctx, model_cfg, result, params, metrics, scaling, user_encoder, ani
     history = write_csv(result.history, out / "history.csv")
     plot = loss_curve(result.history, out / "loss.png")
     users, anime = extract_embeddings(result.model)
-    bundle_files = ModelBundle(users, anime, user_encoder, anime_encoder, head_cls.from_model(result.model), scaling).save(out / "bundle")
+    bundle_files = ModelBundle(users, anime, user_encoder, anime_encoder, PredictionHead.from_model(result.model), scaling).save(out / "bundle")
 
     refs = {}
     for key, type_key, files, description in (

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from ..io import write_csv
+from ..recommenders import UserPreferences
 from ..tracking import StepContext
 from .recommend import RecommenderInputs, UserChoice, choose_user, cloud_files, load_recommender, publish_table
 
@@ -30,6 +31,12 @@ class CloudOptions:
     genre_fn: str = "favorite_genres.png"
     source_fn: str = "favorite_source_material.png"
     cloud_type: str = "word_cloud"
+
+
+def _publish_clouds(ctx: StepContext, prefs: UserPreferences, clouds: CloudOptions, artifact: str, metadata: dict) -> str:
+    """Draw the genre and source clouds of a user's favourites and publish them as one artifact."""
+    files = cloud_files(ctx, prefs.genres, prefs.sources, prefs.user_id, clouds.width, clouds.height, clouds.genre_fn, clouds.source_fn)
+    return ctx.log_artifact(artifact, clouds.cloud_type, files, f"word clouds of user {prefs.user_id}'s favourites", metadata).ref
 
 
 def run_similar_anime(ctx: StepContext, inputs: RecommenderInputs, anime_query: str, random_anime: bool, n: int,
@@ -71,9 +78,7 @@ def run_user_prefs(ctx: StepContext, inputs: RecommenderInputs, choice: UserChoi
                 "top_genres": prefs.genres.head(10).to_dict(), "top_sources": prefs.sources.head(10).to_dict()}
     ref = publish_table(ctx, prefs.to_frame(), output, output_type, f"favourites of user {user_id}",
                         f"favourite anime of user {user_id}", metadata)
-    files = cloud_files(ctx, prefs.genres, prefs.sources, user_id, clouds.width, clouds.height, clouds.genre_fn, clouds.source_fn)
-    clouds_ref = ctx.log_artifact(clouds_artifact, clouds.cloud_type, files, f"word clouds of user {user_id}'s favourites", metadata).ref
-    return {"prefs": ref, "clouds": clouds_ref}
+    return {"prefs": ref, "clouds": _publish_clouds(ctx, prefs, clouds, clouds_artifact, metadata)}
 
 
 def run_user_recs(ctx: StepContext, inputs: RecommenderInputs, choice: UserChoice, n: int, n_similar: int, num_faves: int,
@@ -89,9 +94,7 @@ def run_user_recs(ctx: StepContext, inputs: RecommenderInputs, choice: UserChoic
     ref = publish_table(ctx, frame, output, output_type, f"recommendations for user {user_id} from similar users",
                         f"recommendations for user {user_id} from {n_similar} similar users", metadata, TABLE_COLUMNS)
     prefs = rec.user_preferences(user_id, favorite_percentile)
-    files = cloud_files(ctx, prefs.genres, prefs.sources, user_id, clouds.width, clouds.height, clouds.genre_fn, clouds.source_fn)
-    clouds_ref = ctx.log_artifact(clouds_artifact, clouds.cloud_type, files, f"word clouds of user {user_id}'s favourites", metadata).ref
-    return {"recs": ref, "clouds": clouds_ref}
+    return {"recs": ref, "clouds": _publish_clouds(ctx, prefs, clouds, clouds_artifact, metadata)}
 
 
 def run_model_recs(ctx: StepContext, inputs: RecommenderInputs, choice: UserChoice, n: int, types: list[str] | None,
