@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 import logging
 import os
 import sys
@@ -115,23 +116,46 @@ def load_group_config(path: str, groups: tuple[str, ...], overrides: str | None 
     """Read config groups from a YAML/JSON file (e.g. ``config/config.yaml``) merged in order, plus overrides.
 
     A file without the group keys is taken as the group itself (what main.py writes).
+    Reading ``config/config.yaml`` itself, the ``model`` group is composed as Hydra does:
+    its shared keys, then ``config/model/<family>.yaml`` for the family in its defaults
+    list (or ``family=...`` among the overrides). Dotted override keys
+    (``ranking.l2_per_count=40``) set nested options.
     """
     import yaml
 
     from .errors import UserInputError
 
-    try:
-        with open(path, encoding="utf-8") as handle:
-            data = yaml.safe_load(handle) or {}
-    except FileNotFoundError:
-        raise UserInputError(f"config file {path} does not exist; pass --model_config PATH") from None
-    except yaml.YAMLError as exc:
-        raise UserInputError(f"config file {path} is not valid YAML/JSON ({str(exc).splitlines()[0]})") from None
+    def read(file: Path) -> dict:
+        try:
+            with open(file, encoding="utf-8") as handle:
+                return yaml.safe_load(handle) or {}
+        except FileNotFoundError:
+            raise UserInputError(f"config file {file} does not exist; pass --model_config PATH") from None
+        except yaml.YAMLError as exc:
+            raise UserInputError(f"config file {file} is not valid YAML/JSON ({str(exc).splitlines()[0]})") from None
+
+    data = read(Path(path))
+    extra = parse_overrides(overrides)
     merged: dict[str, object] = {}
     if any(group in data for group in groups):
         for group in groups:
             merged.update(data.get(group) or {})
+            if group == "model" and "family" not in (data.get("model") or {}):
+                chosen = [d["model"] for d in data.get("defaults", []) if isinstance(d, dict) and "model" in d]
+                family = str(extra.get("family") or (chosen[0] if chosen else ""))
+                group_file = Path(path).parent / "model" / f"{family}.yaml"
+                if family and not group_file.is_file():
+                    raise UserInputError(f"no model family {family!r}: {group_file} does not exist")
+                if family:
+                    merged.update(read(group_file))
     else:
         merged.update(data)
-    merged.update(parse_overrides(overrides))
+    for key, value in extra.items():
+        *parents, leaf = key.split(".")
+        node = merged
+        for part in parents:
+            node = node.setdefault(part, {})  # type: ignore[assignment]
+            if not isinstance(node, dict):
+                raise UserInputError(f"override {key}: {part} is not an option group")
+        node[leaf] = value
     return merged

@@ -31,12 +31,29 @@ class RatingArrays(NamedTuple):
 
 
 class IdEncoder:
-    """Maps raw ids to 0..n-1 (sorted order) and back; unknown ids raise or map to -1."""
+    """The one map between raw ids and contiguous rows 0..n-1 (rows in ascending id order).
+
+    Lookups of millions of ids at once are one gather in a dense table when the ids
+    are small non-negative integers (MyAnimeList's are), else a binary search.
+    Unknown ids raise a one-line error or map to -1.
+    """
+
+    _DENSE_LIMIT = 50_000_000
 
     def __init__(self, ids: np.ndarray, kind: str = "id") -> None:
-        """Build from the distinct raw ids (any order; duplicates are dropped)."""
+        """Build from the raw ids (any order; duplicates are dropped)."""
         self.ids = np.unique(np.asarray(ids, dtype=np.int64))
         self.kind = kind
+        self._dense: np.ndarray | None = None
+
+    @classmethod
+    def from_sorted(cls, ids: np.ndarray, kind: str = "id") -> "IdEncoder":
+        """Wrap ids already sorted and unique (e.g. loaded from a saved model) without re-sorting."""
+        enc = cls.__new__(cls)
+        enc.ids = np.asarray(ids, dtype=np.int64)
+        enc.kind = kind
+        enc._dense = None
+        return enc
 
     def __len__(self) -> int:
         return int(self.ids.shape[0])
@@ -46,24 +63,38 @@ class IdEncoder:
             value = int(raw_id)  # type: ignore[arg-type]
         except (TypeError, ValueError):
             return False
-        pos = int(np.searchsorted(self.ids, value))
-        return pos < len(self.ids) and int(self.ids[pos]) == value
+        return bool(self.positions(np.array([value]))[0] >= 0)
+
+    def _dense_table(self) -> np.ndarray | None:
+        if self._dense is None and len(self.ids) and self.ids[0] >= 0 and self.ids[-1] < self._DENSE_LIMIT:
+            table = np.full(int(self.ids[-1]) + 1, -1, np.int64)
+            table[self.ids] = np.arange(len(self.ids))
+            self._dense = table
+        return self._dense
+
+    def positions(self, raw_ids: np.ndarray) -> np.ndarray:
+        """Rows of ``raw_ids`` as int64, -1 where an id is unknown (never raises)."""
+        raw = np.asarray(raw_ids, dtype=np.int64)
+        if len(self.ids) == 0:
+            return np.full(raw.shape, -1, np.int64)
+        dense = self._dense_table()
+        if dense is not None:
+            inside = (raw >= 0) & (raw < len(dense))
+            return np.where(inside, dense[np.where(inside, raw, 0)], -1)
+        pos = np.minimum(np.searchsorted(self.ids, raw), len(self.ids) - 1)
+        return np.where(self.ids[pos] == raw, pos, -1)
 
     def transform(self, raw_ids: np.ndarray, missing: str = "raise") -> np.ndarray:
         """Encode raw ids to int32 rows; ``missing='raise'`` or ``'minus_one'``."""
-        raw = np.asarray(raw_ids, dtype=np.int64)
-        pos = np.searchsorted(self.ids, raw)
-        pos_clipped = np.minimum(pos, max(len(self.ids) - 1, 0))
-        found = (pos < len(self.ids)) & (self.ids[pos_clipped] == raw) if len(self.ids) else np.zeros(raw.shape, bool)
-        if not found.all():
-            if missing == "raise":
-                bad = raw[~found][:5].tolist()
-                raise UserInputError(
-                    f"unknown {self.kind} id(s) {bad}: the model was trained on {len(self.ids)} "
-                    f"{self.kind}s (ids {self.ids[0] if len(self.ids) else '-'}..{self.ids[-1] if len(self.ids) else '-'}); "
-                    "retrain or pick a known id"
-                )
-            return np.where(found, pos_clipped, -1).astype(np.int32)
+        pos = self.positions(raw_ids)
+        if missing == "raise" and (pos < 0).any():
+            raw = np.asarray(raw_ids, dtype=np.int64)
+            bad = raw[pos < 0][:5].tolist()
+            raise UserInputError(
+                f"unknown {self.kind} id(s) {bad}: the model was trained on {len(self.ids)} "
+                f"{self.kind}s (ids {self.ids[0] if len(self.ids) else '-'}..{self.ids[-1] if len(self.ids) else '-'}); "
+                "retrain or pick a known id"
+            )
         return pos.astype(np.int32)
 
     def encode_one(self, raw_id: int) -> int:
@@ -81,7 +112,4 @@ class IdEncoder:
     @classmethod
     def load(cls, path: Path, kind: str = "id") -> "IdEncoder":
         """Read an encoder written by :meth:`save`."""
-        enc = cls.__new__(cls)
-        enc.ids = np.load(path)
-        enc.kind = kind
-        return enc
+        return cls.from_sorted(np.load(path), kind)

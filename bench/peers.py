@@ -9,14 +9,16 @@ Timings are only comparable within one run.
 
 Models:
 
-- ``ours``: :class:`~anime_recs.evaluation.EmbeddingModel`, the Keras embedding
-  network exactly as the pipeline trains it by default (the ``model`` group of
-  ``config/config.yaml``; ``--ours-params`` overrides fields).
-- ``ours-original``: the same network with the original project's hyper-parameters
-  (:class:`~anime_recs.model.ModelParams` defaults: batch 10,000, lr 1e-5..5e-5) and
-  ``--epochs`` (default ``DEFAULT_EPOCHS``) so its slow schedule gets a chance.
-- ``ours-small``: the pipeline's configuration with ``SMALL_DATA_PARAMS``, a hand-picked
-  setting for data of this size.
+- ``ours``: the pipeline's default model family exactly as configured (``config/model/hybrid.yaml``:
+  EASE ranks, the neighbourhood blend predicts ratings), through
+  :class:`~anime_recs.evaluation.FamilyModel`, i.e. the object the steps serve;
+  ``--ours-params`` overrides options (dotted keys for nested groups).
+- ``ours-ease``, ``ours-neighbourhood``: the two halves of the hybrid alone (``model=ease``,
+  ``model=neighbourhood``).
+- ``ours-similar-users``: the ``user_recs`` ranking (votes of the 10 most similar users'
+  favourites) over the fitted ``ours``, exactly as the step serves it.
+- ``ours-original-architecture``: ``model=original``, the original project's network as the
+  pipeline trains it with that override.
 - ``GlobalMean``, ``Popularity``, ``UserItemBias``: our baselines.
 - ``BaselineOnly``, ``SVD`` (defaults, ``random_state=0``), ``KNNBaseline``
   (item-based, ``pearson_baseline``): Surprise (``pip install scikit-surprise``).
@@ -24,6 +26,13 @@ Models:
   100 iterations): implicit (``pip install implicit``), trained on the binary
   "relevant" matrix (TRAIN rating >= the data set's relevance threshold); they
   rank but do not predict ratings, so their RMSE/MAE are blank.
+- ``EASE`` (Steck 2019): ``B = I - P diag(1/diag(P))``, ``P = (XᵀX + λI)⁻¹`` on the binary
+  "relevant" matrix, λ chosen from ``EASE_L2_GRID`` on a validation split of TRAIN.
+- ``iALS-tuned``: implicit ALS with factors, regularization and alpha chosen from
+  ``IALS_GRID`` on the same validation split (Rendle et al. 2021 on tuning iALS).
+
+Every choice a peer makes is made on :func:`~anime_recs.evaluation.validation_split`
+(the protocol applied again inside TRAIN), never on TEST.
 
 Surprise and implicit predict one pair at a time in Python; here their fitted
 parameters are used in vectorised form instead, checked against the libraries' own
@@ -62,6 +71,7 @@ from anime_recs.errors import UserInputError
 from anime_recs.evaluation import (
     DEFAULT_COLUMNS,
     Columns,
+    FamilyModel,
     GlobalMean,
     Popularity,
     Recommender,
@@ -69,42 +79,35 @@ from anime_recs.evaluation import (
     UserItemBias,
     evaluate_models,
     protocol_split,
+    ranking_metrics,
     to_markdown,
+    validation_split,
 )
 
 logger = logging.getLogger("bench.peers")
 
-# Epoch cap of our network. Its defaults (batch 10,000, lr ramping 1e-5 -> 5e-5 over 5
-# epochs, then decaying towards 1e-5) were set for 7M rows, where 20 epochs are ~14k
-# optimizer steps; on ~76k TRAIN rows an epoch is only 8 steps. 60 epochs (480 steps,
-# under half a minute here) lets the ramp-up and most of the decay run; early stopping
-# (patience 3 on val_loss) decides the real length. With the defaults it stops at
-# epoch 3 on both data sets (best epoch 0: val_loss rises from the first epoch).
-DEFAULT_EPOCHS = 60
-# "ours-small": a hand-picked variant for data of this size (best of six tries on MAL,
-# so if anything flattered): 10x smaller batches, 200x the learning rate, smaller and
-# more regularised embeddings, a little more patience.
-SMALL_DATA_PARAMS: dict[str, Any] = {
-    "batch_size": 1000,
-    "max_lr": 1e-2,
-    "min_lr": 1e-3,
-    "embedding_size": 32,
-    "l2_reg_factor": 1e-3,
-    "patience": 5,
-}
+# Grids the tuned peers choose from on the validation split of TRAIN.
+EASE_L2_GRID = (50.0, 100.0, 200.0, 400.0, 800.0)
+IALS_GRID = tuple(
+    {"factors": f, "regularization": r, "alpha": a} for f in (64, 128) for r in (0.05, 0.5, 5.0) for a in (1.0, 5.0, 20.0)
+)
 # Ours run last: importing TensorFlow adds ~0.8 GB to the process, which would
 # otherwise inflate every later model's absolute peak RSS on the first data set.
 ALL_MODELS = (
-    "GlobalMean", "Popularity", "UserItemBias", "BaselineOnly", "SVD", "KNNBaseline", "ALS", "BPR",
-    "ours", "ours-original", "ours-small",
+    "GlobalMean", "Popularity", "UserItemBias", "BaselineOnly", "SVD", "KNNBaseline", "ALS", "BPR", "EASE", "iALS-tuned",
+    "ours", "ours-similar-users", "ours-ease", "ours-neighbourhood", "ours-original-architecture",
 )  # fmt: skip
+OURS_FAMILIES = {"ours": None, "ours-ease": "ease", "ours-neighbourhood": "neighbourhood", "ours-original-architecture": "original"}
 
 
-def pipeline_model_config() -> dict[str, Any]:
-    """The ``model`` group of config/config.yaml: how the pipeline trains by default."""
+def pipeline_model_config(family: str | None = None, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The ``model`` group as the pipeline composes it (``family`` = ``model=<family>``; None = the default)."""
     from anime_recs.config import load_group_config
 
-    return load_group_config(str(Path(__file__).resolve().parents[1] / "config" / "config.yaml"), ("model",))
+    text = " ".join(f"{k}={json.dumps(v)}" for k, v in (overrides or {}).items())
+    if family:
+        text = f"family={family} {text}"
+    return load_group_config(str(REPO / "config" / "config.yaml"), ("model",), text)
 
 
 # --------------------------------------------------------------------------- data sets
@@ -334,13 +337,14 @@ class ImplicitPeer:
 
     predicts_ratings = False
 
-    def __init__(self, kind: str, relevant_threshold: float) -> None:
+    def __init__(self, kind: str, relevant_threshold: float, params: dict[str, Any] | None = None) -> None:
         import implicit  # noqa: F401  (fail at construction, before any fitting)
 
         if kind not in ("ALS", "BPR"):
             raise UserInputError(f"unknown implicit model {kind!r}; choose ALS or BPR")
         self.kind = kind
         self.relevant_threshold = relevant_threshold
+        self.params = params or ({"factors": 64, "regularization": 0.05} if kind == "ALS" else {"factors": 64})
 
     def fit(self, train: pd.DataFrame, cols: Columns = DEFAULT_COLUMNS) -> ImplicitPeer:
         """Build the users x items 0/1 matrix and factorise it."""
@@ -364,10 +368,10 @@ class ImplicitPeer:
         # and checks it when the model is built.
         with threadpool_limits(1, "blas"):
             if self.kind == "ALS":
-                model = AlternatingLeastSquares(factors=64, regularization=0.05, iterations=15, random_state=0)
+                model = AlternatingLeastSquares(**self.params, iterations=15, random_state=0)
             else:
                 # One thread: multi-threaded BPR SGD is not reproducible run to run.
-                model = BayesianPersonalizedRanking(factors=64, iterations=100, random_state=0, num_threads=1)
+                model = BayesianPersonalizedRanking(**self.params, iterations=100, random_state=0, num_threads=1)
             model.fit(matrix, show_progress=False)
         self.user_factors = _Tables.pad(model.user_factors, np.arange(matrix.shape[0]))
         self.item_factors = _Tables.pad(model.item_factors, np.arange(matrix.shape[1]))
@@ -382,19 +386,109 @@ class ImplicitPeer:
         return self.user_factors[self.tables.user_rows(users)] @ self.item_factors[self.tables.item_rows(items)].T
 
 
-def build_model(name: str, data: BenchData, epochs: int, ours_params: dict[str, Any]) -> Recommender | None:
-    """A fresh, unfitted model, or None (with a logged reason) when its package is missing."""
-    try:
-        if name in ("ours", "ours-original", "ours-small"):
-            from anime_recs.evaluation import EmbeddingModel
+class EasePeer:
+    """EASE (Steck 2019) on the binary "relevant" matrix, exactly as published.
 
-            if name == "ours":  # exactly as the pipeline is configured by default
-                params = {**pipeline_model_config(), **ours_params}
-            elif name == "ours-original":  # the original project's hyper-parameters
-                params = {"epochs": epochs}
-            else:
-                params = {**pipeline_model_config(), **SMALL_DATA_PARAMS}
-            return EmbeddingModel(params=params, rating_range=data.rating_bounds)
+    Args:
+        relevant_threshold: TRAIN ratings at or above it become 1, the rest 0.
+        l2: The ridge λ.
+    """
+
+    predicts_ratings = False
+
+    def __init__(self, relevant_threshold: float, l2: float) -> None:
+        self.relevant_threshold = relevant_threshold
+        self.l2 = l2
+
+    def fit(self, train: pd.DataFrame, cols: Columns = DEFAULT_COLUMNS) -> EasePeer:
+        """``B = I - P diag(1/diag(P))`` with ``P = (XᵀX + λI)⁻¹``."""
+        import scipy.sparse as sp
+
+        from anime_recs.models.ease import inverse_spd
+
+        users = train[cols.user].to_numpy(dtype=np.int64)
+        items = train[cols.item].to_numpy(dtype=np.int64)
+        self.tables = _Tables(np.unique(users), np.unique(items))
+        liked = train[cols.rating].to_numpy(dtype=np.float64) >= self.relevant_threshold
+        self.X = sp.csr_matrix(
+            (np.ones(int(liked.sum())), (self.tables.user_rows(users[liked]), self.tables.item_rows(items[liked]))),
+            shape=(len(self.tables.users), len(self.tables.items)),
+        )
+        gram = (self.X.T @ self.X).toarray()
+        gram[np.diag_indices_from(gram)] += self.l2
+        P = inverse_spd(gram)
+        self.B = (-P / np.diag(P)).astype(np.float32)
+        np.fill_diagonal(self.B, 0.0)
+        return self
+
+    def predict(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """Not a rating model."""
+        raise NotImplementedError("EASE ranks items but does not predict ratings")
+
+    def score(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """``x_u B`` (zero rows for users unseen in TRAIN)."""
+        rows = self.tables.user_rows(users)
+        scores = np.zeros((len(users), self.B.shape[1]), np.float32)
+        known = rows >= 0
+        scores[known] = self.X[rows[known]] @ self.B
+        cols = self.tables.item_rows(items)
+        return np.where(cols >= 0, scores[:, np.maximum(cols, 0)], 0.0)
+
+
+class TunedPeer:
+    """Chooses a peer's settings on the validation split of TRAIN (nDCG@10), then refits on all of TRAIN.
+
+    Args:
+        make: Settings -> unfitted peer.
+        grid: The settings to try.
+        data: The data set (for the relevance threshold).
+    """
+
+    predicts_ratings = False
+
+    def __init__(self, make: Callable[[Any], Recommender], grid: tuple[Any, ...], data: BenchData) -> None:
+        self.make, self.grid, self.data = make, grid, data
+        self.chosen: Any = None
+        self.trials: list[dict[str, Any]] = []
+
+    def fit(self, train: pd.DataFrame, cols: Columns = DEFAULT_COLUMNS) -> TunedPeer:
+        """Try every setting on the validation split, keep the best, refit."""
+        inner = validation_split(Split(train, train.iloc[:0], "", cols))
+        best = -1.0
+        for setting in self.grid:
+            ndcg = ranking_metrics(self.make(setting).fit(inner.train, cols).score, inner, self.data.relevant_threshold)["ndcg"]
+            self.trials.append({"setting": setting, "val_ndcg": ndcg})
+            logger.info("  %s: validation nDCG@10 %.4f", setting, ndcg)
+            if ndcg > best:
+                best, self.chosen = ndcg, setting
+        self.model = self.make(self.chosen).fit(train, cols)
+        logger.info("chose %s (validation nDCG@10 %.4f)", self.chosen, best)
+        return self
+
+    def predict(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """Not a rating model."""
+        raise NotImplementedError("tuned ranking peers do not predict ratings")
+
+    def score(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """The refitted peer's scores."""
+        return self.model.score(users, items)
+
+
+def build_model(name: str, data: BenchData, ours_params: dict[str, Any], fitted: dict[str, Recommender]) -> Recommender | None:
+    """A fresh, unfitted model, or None (with a logged reason) when its package is missing.
+
+    ``fitted`` holds the models already evaluated on this data set (``ours-similar-users`` reuses ``ours``).
+    """
+    from anime_recs.evaluation import FamilyModel, SimilarUsersModel
+    from anime_recs.models import build_model as build_family
+
+    try:
+        if name in OURS_FAMILIES:
+            config = pipeline_model_config(OURS_FAMILIES[name], ours_params if name == "ours" else None)
+            return FamilyModel(build_family(config), rating_range=data.rating_bounds)
+        if name == "ours-similar-users":
+            ours = fitted.get("ours") or FamilyModel(build_family(pipeline_model_config(None, ours_params)), data.rating_bounds)
+            return SimilarUsersModel(ours)  # type: ignore[arg-type]
         if name == "GlobalMean":
             return GlobalMean()
         if name == "Popularity":
@@ -405,8 +499,12 @@ def build_model(name: str, data: BenchData, epochs: int, ours_params: dict[str, 
             return SurprisePeer(name, data.rating_bounds)
         if name in ("ALS", "BPR"):
             return ImplicitPeer(name, data.relevant_threshold)
+        if name == "EASE":
+            return TunedPeer(lambda l2: EasePeer(data.relevant_threshold, l2), EASE_L2_GRID, data)
+        if name == "iALS-tuned":
+            return TunedPeer(lambda params: ImplicitPeer("ALS", data.relevant_threshold, params), IALS_GRID, data)
     except ImportError as exc:
-        package = {"ours": "tensorflow", "ours-original": "tensorflow", "ours-small": "tensorflow", "ALS": "implicit", "BPR": "implicit"}.get(
+        package = {"ours-original-architecture": "tensorflow", "ALS": "implicit", "BPR": "implicit", "iALS-tuned": "implicit"}.get(
             name, "scikit-surprise"
         )
         logger.warning("skipping %s: cannot import it (%s); pip install %s, or the project's [bench] extra", name, exc, package)
@@ -418,32 +516,32 @@ def build_model(name: str, data: BenchData, epochs: int, ours_params: dict[str, 
 
 
 def run_dataset(
-    key: str, data_dir: Path, models: list[str], epochs: int, ours_params: dict[str, Any]
+    key: str, data_dir: Path, models: list[str], ours_params: dict[str, Any]
 ) -> tuple[Split, pd.DataFrame, dict[str, dict[str, Any]]]:
     """Split one data set and evaluate the requested models on it, one model at a time.
 
     Returns:
-        The split, the results table, and per-model training notes (our network's
-        epochs run, best epoch, early stop).
+        The split, the results table, and per-model notes (what our families learned,
+        the settings the tuned peers chose).
     """
     data = DATASETS[key]
     split = protocol_split(data.load(data_dir), data.cols.user, data.cols.item, data.cols.rating, min_rating=data.min_rating)
     logger.info("%s split: %s", key, split.describe())
     tables = []
     notes: dict[str, dict[str, Any]] = {}
+    fitted: dict[str, Recommender] = {}
     for name in models:
-        model = build_model(name, data, epochs, ours_params)
+        model = build_model(name, data, ours_params, fitted)
         if model is None:
             notes[name] = {"skipped": "package not installed"}
             continue
         tables.append(evaluate_models({name: model}, split, data.relevant_threshold, data.rating_bounds))
-        if hasattr(model, "history"):
-            notes[name] = {
-                "params": model.params,
-                "epochs_run": len(model.history),
-                "best_epoch": model.best_epoch,
-                "stopped_early": model.stopped_early,
-            }
+        if isinstance(model, FamilyModel):
+            notes[name] = {"family": model.model.family, "fit": model.model.fit_info}
+        if isinstance(model, TunedPeer):
+            notes[name] = {"chosen": model.chosen, "trials": model.trials}
+        if name == "ours":
+            fitted[name] = model  # ours-similar-users ranks with this fitted model
         del model  # free the fitted model before the next one is measured
     return split, pd.concat(tables) if tables else pd.DataFrame(), notes
 
@@ -485,13 +583,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="models to run (peers whose package is missing are skipped)",
     )
     parser.add_argument(
-        "--epochs", type=int, default=DEFAULT_EPOCHS, help="maximum epochs of ours-original (early stopping may end it sooner)"
-    )
-    parser.add_argument(
         "--ours-params",
         type=_json_object,
         default={},
-        help='JSON object of ModelParams fields overriding the defaults of "ours", e.g. \'{"batch_size": 1000}\'',
+        help='JSON object of model options overriding the defaults of "ours" (dotted keys for nested groups), e.g. \'{"ranking.l2_per_count": 40}\'',
     )
     parser.add_argument("--json", type=Path, default=None, help="also write the results to this JSON file")
     parser.add_argument("--log-level", default="INFO", help="logging level")
@@ -502,14 +597,11 @@ def main(argv: list[str] | None = None) -> int:
     """Run the benchmark and print the tables; returns the exit code."""
     args = parse_args(argv)
     setup_logging(args.log_level)
-    if args.epochs < 1:
-        print("error: --epochs must be at least 1", file=sys.stderr)
-        return 2
     start = time.perf_counter()
     payload: dict[str, Any] = {"command": " ".join(sys.argv), "datasets": {}}
     try:
         for key in args.datasets:
-            split, table, notes = run_dataset(key, args.data_dir, args.models, args.epochs, args.ours_params)
+            split, table, notes = run_dataset(key, args.data_dir, args.models, args.ours_params)
             print(f"\n### {DATASETS[key].title}\n")
             stats = split.describe()
             print(
@@ -521,11 +613,10 @@ def main(argv: list[str] | None = None) -> int:
             for name, note in notes.items():
                 if "skipped" in note:
                     print(f"{name}: skipped ({note['skipped']})")
-                    continue
-                print(
-                    f"{name}: {note['epochs_run']} epochs run, best epoch {note['best_epoch']}"
-                    f"{' (early stop)' if note['stopped_early'] else ''}; params {note['params']}"
-                )
+                elif "chosen" in note:
+                    print(f"{name}: chose {note['chosen']} on the validation split of TRAIN")
+                else:
+                    print(f"{name}: {note['family']} {note['fit']}")
             sys.stdout.flush()
             payload["datasets"][key] = {
                 "title": DATASETS[key].title,

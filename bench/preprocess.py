@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-
 import subprocess
 import sys
 import tempfile
@@ -105,7 +104,7 @@ def main() -> None:
     assert len(looped) == len(vectorised), "row loop and vectorised rule disagree"
     ratio = loop_s / vec_s
 
-    print(f"| measure | value |\n|---|---|")
+    print("| measure | value |\n|---|---|")
     print(f"| rows in | {args.rows:,} |\n| rows out | {result['rows_out']:,} |")
     print(f"| preprocess seconds (load + all rules + scale + write) | {result['seconds']:.2f} |")
     print(f"| rows/s | {rows_per_s:,.0f} |\n| peak RSS (GB) | {result['peak_rss_gb']:.2f} |")

@@ -42,7 +42,9 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from anime_recs.encoding import IdEncoder  # noqa: E402
-from anime_recs.recommenders import AnimeRecommender  # noqa: E402
+from anime_recs.embeddings import PredictionHead  # noqa: E402
+from anime_recs.models.original import OriginalNetwork  # noqa: E402
+from anime_recs.recommend import AnimeRecommender  # noqa: E402
 
 logger = logging.getLogger("bench.query")
 
@@ -59,11 +61,9 @@ SOURCES = np.array(["Original", "Manga", "Unknown", "Visual novel", "Game", "Lig
 SYLLABLES = np.array("ka ze no so ra shi ro ku ma hi to mi yu ki ha na tsu ki ai ko re ga me ta ri se n do".split())
 
 
-class SigmoidHead:
-    """Stand-in for the trained rating head: scaled rating = sigmoid(5 * cosine)."""
-
-    def predict(self, cosine: np.ndarray) -> np.ndarray:
-        return 1.0 / (1.0 + np.exp(-5.0 * cosine))
+# The trained rating head reduced to: scaled rating = sigmoid(5 * cosine).
+SIGMOID_HEAD = PredictionHead(kernel=5.0, bias=0.0, gamma=1.0, beta=0.0, moving_mean=0.0, moving_variance=1.0,
+                              epsilon=0.0, activation="sigmoid")
 
 
 # ---------------------------------------------------------------------------
@@ -162,7 +162,7 @@ class RowLoopRecommender:
     """The original's algorithms, on the same arrays, with per-row DataFrame lookups."""
 
     def __init__(self, user_emb: np.ndarray, anime_emb: np.ndarray, user_ids: np.ndarray, anime_ids: np.ndarray,
-                 head: SigmoidHead, ratings: pd.DataFrame, anime: pd.DataFrame, synopses: pd.DataFrame) -> None:
+                 head: PredictionHead, ratings: pd.DataFrame, anime: pd.DataFrame, synopses: pd.DataFrame) -> None:
         self.U, self.A, self.head = user_emb, anime_emb, head
         self.user_to_index = {int(u): i for i, u in enumerate(user_ids)}
         self.index_to_user = dict(enumerate(user_ids.tolist()))
@@ -367,10 +367,9 @@ def main(argv: list[str] | None = None) -> int:
           f"{len(ratings):,} ratings ({time.perf_counter() - started:.1f} s)")
 
     started = time.perf_counter()
-    head = SigmoidHead()
-    rec = AnimeRecommender(user_embeddings=user_emb, anime_embeddings=anime_emb, user_encoder=user_encoder,
-                           anime_encoder=anime_encoder, head=head, rating_scale=(1.0, 10.0), ratings=ratings,
-                           anime=anime, synopses=synopses)
+    head = SIGMOID_HEAD
+    model = OriginalNetwork.from_embeddings(user_emb, anime_emb, user_encoder, anime_encoder, head, (1.0, 10.0))
+    rec = AnimeRecommender(model=model, ratings=ratings, anime=anime, synopses=synopses)
     print(f"AnimeRecommender built in {time.perf_counter() - started:.1f} s")
     base = RowLoopRecommender(user_emb, anime_emb, user_ids, anime["MAL_ID"].to_numpy(), head, ratings, anime,
                               synopses)

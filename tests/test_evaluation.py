@@ -28,8 +28,8 @@ from anime_recs.evaluation import (
     rating_metrics,
     split_checksum,
     to_markdown,
-    top_k_items,
 )
+from anime_recs.topk import top_k
 
 from .conftest import SHARED_DATA
 
@@ -108,7 +108,7 @@ def test_rating_metrics_rejects_bad_input(y_true: list[float], y_pred: list[floa
 def test_top_k_ties_go_to_lower_column_and_pad_short_rows() -> None:
     scores = np.array([[0.5, 0.9, 0.5, 0.5, 0.1], [3.0, 2.0, 1.0, 0.0, -1.0]])
     candidates = np.array([[True, True, True, True, True], [False, True, False, True, False]])
-    got = top_k_items(scores, candidates, 3)
+    got = top_k(scores, 3, candidates)
     np.testing.assert_array_equal(got, [[1, 0, 2], [1, 3, -1]])
 
 
@@ -352,33 +352,34 @@ def test_peak_rss_sees_a_large_allocation() -> None:
     assert before.peak_bytes - before.start_bytes < 50_000_000
 
 
-# --------------------------------------------------------------------------- our network
+# --------------------------------------------------------------------------- our families, as served
 
 
-def test_embedding_model_adapter_end_to_end() -> None:
-    pytest.importorskip("tensorflow")
-    from anime_recs.embeddings import PredictionHead
-    from anime_recs.evaluation import EmbeddingModel
+def test_family_adapter_scores_the_served_model_with_fallbacks() -> None:
+    from anime_recs.evaluation import FamilyModel, SimilarUsersModel
+    from anime_recs.models import build_model
 
     split = protocol_split(random_ratings(n_users=30, n_items=40, density=0.5))
-    model = EmbeddingModel(params={"epochs": 2, "batch_size": 128, "embedding_size": 8, "jit_compile": False})
-    model.fit(split.train)
-    assert (model.rating_min, model.rating_max) == (1.0, 10.0)
-    assert 1 <= len(model.history) <= 2 and 0 <= model.best_epoch < len(model.history)
-
+    adapter = FamilyModel(build_model({"family": "hybrid", "ranking": {"embedding_size": 8},
+                                       "rating": {"factors": 4, "embedding_size": 8}}), rating_range=(1.0, 10.0))
+    adapter.fit(split.train)
     users = split.test.user_id.to_numpy()
     items = split.test.anime_id.to_numpy()
-    pred = model.predict(users, items)
-    known = np.isin(items, split.train.anime_id)
+    pred = adapter.predict(users, items)
     assert pred.shape == users.shape and np.all((pred >= 1) & (pred <= 10))
-    # Unseen user or item: the TRAIN mean, not an error.
-    assert model.predict(np.array([-5, users[0]]), np.array([items[0], -7])) == pytest.approx([model.global_mean] * 2)
-    # score() and predict() agree on known pairs.
-    grid = model.score(users[:5], items[known][:7])
-    np.testing.assert_allclose(grid[2, 3], model.predict(users[2:3], items[known][3:4])[0], rtol=1e-5)
-    assert set(ranking_metrics(model.score, split, relevant_threshold=8)) >= {"precision", "ndcg"}
+    # An unseen user or item gets the bias fallback, not an error: mu + the known bias.
+    mu, b_user, b_item = adapter.model.baseline()
+    got = adapter.predict(np.array([-5, users[0]]), np.array([items[0], -7]))
+    row_u = adapter.data.users.positions(users[:1])[0]
+    row_i = adapter.data.items.positions(items[:1])[0]
+    assert got == pytest.approx([mu + (b_item[row_i] if row_i >= 0 else 0), mu + b_user[row_u]])
+    # score() is the served model's ranking: EASE's x_u B for the hybrid.
+    grid = adapter.score(users[:3], np.sort(split.train.anime_id.unique()))
+    np.testing.assert_allclose(grid, adapter.model.rank_scores(adapter.data.users.positions(users[:3])), rtol=1e-6)
+    assert set(ranking_metrics(adapter.score, split, relevant_threshold=8)) >= {"precision", "ndcg"}
 
-    # The head's [0, 1] output maps back onto the stored min..max: 0 -> 1, 1 -> 10.
-    for beta, expected in ((0.0, 1.0), (1.0, 10.0)):
-        model.head = PredictionHead(0.0, 0.0, 1.0, beta, 0.0, 1.0, 0.0, "linear")
-        assert model.predict(users[known][:1], items[known][:1])[0] == pytest.approx(expected)
+    # The user_recs ranking reuses the fitted family and counts similar users' favourites.
+    similar = SimilarUsersModel(adapter).fit(split.train)
+    votes = similar.score(users[:2], np.sort(split.train.anime_id.unique()))
+    assert votes.shape[0] == 2 and votes.max() <= 10 and votes.min() >= 0 and votes.sum() > 0
+    assert np.all((similar.predict(users, items) >= 1) & (similar.predict(users, items) <= 10))

@@ -1,4 +1,4 @@
-"""Contract suite for :class:`anime_recs.recommenders.AnimeRecommender`.
+"""Contract suite for :class:`anime_recs.recommend.AnimeRecommender` over a planted model.
 
 The data set is tiny and planted, so the right answers are known:
 
@@ -25,7 +25,11 @@ import pytest
 
 from anime_recs.encoding import IdEncoder
 from anime_recs.errors import DataValidationError, UserInputError
-from anime_recs.recommenders import AnimeRecommender, UserPreferences, _desc_percentile, _top_k
+from anime_recs.embeddings import PredictionHead
+from anime_recs.models.original import OriginalNetwork
+from anime_recs.recommend import AnimeRecommender, UserPreferences
+from anime_recs.recommend.interactions import _desc_percentile
+from anime_recs.topk import top_k
 
 CLUSTER_GENRES = ("Action", "Romance", "Horror")
 TYPES = ("TV", "TV", "TV", "Movie", "Movie", "OVA", "OVA", "Special")
@@ -35,11 +39,15 @@ NO_META_ANIME, NO_EMBEDDING_ANIME = 555, 999
 NO_RATINGS_USER, UNTRAINED_USER = 9000, 8000
 
 
-class SigmoidHead:
-    """A stand-in for the trained Dense+BatchNorm+sigmoid head."""
+# The trained Dense+BatchNorm+sigmoid head reduced to sigmoid(6 * cosine).
+SIGMOID_HEAD = PredictionHead(kernel=6.0, bias=0.0, gamma=1.0, beta=0.0, moving_mean=0.0, moving_variance=1.0,
+                              epsilon=0.0, activation="sigmoid")
 
-    def predict(self, cosine: np.ndarray) -> np.ndarray:
-        return 1.0 / (1.0 + np.exp(-6.0 * cosine))
+
+def planted_model(user_emb: np.ndarray, anime_emb: np.ndarray, users: IdEncoder, anime: IdEncoder,
+                  scale: tuple[float, float]) -> OriginalNetwork:
+    """The planted embeddings as a fitted network (the family whose representations are given directly)."""
+    return OriginalNetwork.from_embeddings(user_emb, anime_emb, users, anime, SIGMOID_HEAD, scale)
 
 
 def _unit(rows: np.ndarray) -> np.ndarray:
@@ -118,12 +126,7 @@ def _build_world() -> SimpleNamespace:
 
     synopses = pd.DataFrame({"MAL_ID": mal_ids[:3], "sypnopsis": ["first story", "second", "third"]})
     rec = AnimeRecommender(
-        user_embeddings=user_emb,
-        anime_embeddings=anime_emb,
-        user_encoder=user_encoder,
-        anime_encoder=anime_encoder,
-        head=SigmoidHead(),
-        rating_scale=(1.0, 10.0),
+        model=planted_model(user_emb, anime_emb, user_encoder, anime_encoder, (1.0, 10.0)),
         ratings=ratings.drop(columns="raw"),
         anime=anime,
         synopses=synopses,
@@ -321,8 +324,7 @@ def test_favourite_ties_fall_to_popularity() -> None:
     mine = ratings.index[ratings.user_id == user]
     ratings.loc[mine, "rating"] = np.float32(1.0)
     anime_emb, user_emb, anime_encoder, user_encoder = world.raw
-    rec = AnimeRecommender(user_embeddings=user_emb, anime_embeddings=anime_emb, user_encoder=user_encoder,
-                           anime_encoder=anime_encoder, head=SigmoidHead(), rating_scale=(1, 10),
+    rec = AnimeRecommender(model=planted_model(user_emb, anime_emb, user_encoder, anime_encoder, (1, 10)),
                            ratings=ratings.drop(columns="raw"), anime=world.anime)
     favourites = rec.user_preferences(user, favorite_percentile=0.0).favorites
     members = world.anime.set_index("MAL_ID").loc[favourites["MAL_ID"], "Members"]
@@ -339,12 +341,12 @@ def test_top_k_is_a_full_sort_prefix(n: int) -> None:
     rng = np.random.default_rng(n)
     scores = rng.integers(0, 40, size=1000).astype(np.float32)  # many ties
     mask = rng.random(1000) > 0.3
-    got = _top_k(scores, mask, n)
+    got = top_k(scores, n, mask)
     candidates = np.flatnonzero(mask)
     expected = candidates[np.lexsort((candidates, -scores[candidates]))][:n]
     assert got.tolist() == expected.tolist()
     unmasked = np.where(mask, scores, -np.inf)
-    assert _top_k(unmasked, None, n).tolist() == expected.tolist()
+    assert top_k(unmasked, n).tolist() == expected.tolist()
 
 
 @pytest.mark.parametrize("q", [0.0, 0.13, 0.5, 0.8, 0.99, 1.0])
@@ -402,8 +404,7 @@ def test_duplicate_rating_rows_vote_once(world: SimpleNamespace) -> None:
     # Regression guard: a user with the same anime twice in the ratings must count as one vote.
     anime_emb, user_emb, anime_encoder, user_encoder = world.raw
     doubled = pd.concat([world.ratings, world.ratings], ignore_index=True).drop(columns="raw")
-    rec = AnimeRecommender(user_embeddings=user_emb, anime_embeddings=anime_emb, user_encoder=user_encoder,
-                           anime_encoder=anime_encoder, head=SigmoidHead(), rating_scale=(1, 10),
+    rec = AnimeRecommender(model=planted_model(user_emb, anime_emb, user_encoder, anime_encoder, (1, 10)),
                            ratings=doubled, anime=world.anime)
     user = int(world.user_ids[5])
     once = world.rec.recommend_from_similar_users(user, n=30, n_similar=4, num_faves=None, favorite_percentile=0.0)
@@ -486,8 +487,7 @@ def test_random_user_max_ratings_limits_the_pool() -> None:
                          "watching_status": np.int8(2), "watched_episodes": np.int32(1)})
     ratings = pd.concat([world.ratings.drop(columns="raw"), more], ignore_index=True)
     anime_emb, user_emb, anime_encoder, user_encoder = world.raw
-    rec = AnimeRecommender(user_embeddings=user_emb, anime_embeddings=anime_emb, user_encoder=user_encoder,
-                           anime_encoder=anime_encoder, head=SigmoidHead(), rating_scale=(1, 10),
+    rec = AnimeRecommender(model=planted_model(user_emb, anime_emb, user_encoder, anime_encoder, (1, 10)),
                            ratings=ratings, anime=world.anime)
     assert heavy_user in {rec.random_user(seed) for seed in range(200)}
     assert heavy_user not in {rec.random_user(seed, max_ratings=5) for seed in range(200)}
@@ -498,21 +498,17 @@ def test_random_user_max_ratings_limits_the_pool() -> None:
 
 def test_unnormalised_embeddings_are_normalised(world: SimpleNamespace) -> None:
     anime_emb, user_emb, anime_encoder, user_encoder = world.raw
-    rec = AnimeRecommender(user_embeddings=user_emb * 3, anime_embeddings=anime_emb * 0.5,
-                           user_encoder=user_encoder, anime_encoder=anime_encoder, head=SigmoidHead(),
-                           rating_scale=(1, 10), ratings=world.ratings, anime=world.anime)
+    rec = AnimeRecommender(model=planted_model(user_emb * 3, anime_emb * 0.5, user_encoder, anime_encoder, (1, 10)), ratings=world.ratings, anime=world.anime)
     np.testing.assert_allclose(rec.similar_items(100, 5)[1], world.rec.similar_items(100, 5)[1], rtol=1e-5)
 
 
 def test_mismatched_encoder_is_rejected(world: SimpleNamespace) -> None:
     anime_emb, user_emb, anime_encoder, user_encoder = world.raw
     with pytest.raises(DataValidationError, match="encoders do not match"):
-        AnimeRecommender(user_embeddings=user_emb[:-1], anime_embeddings=anime_emb, user_encoder=user_encoder,
-                         anime_encoder=anime_encoder, head=SigmoidHead(), rating_scale=(1, 10),
+        AnimeRecommender(model=planted_model(user_emb[:-1], anime_emb, user_encoder, anime_encoder, (1, 10)),
                          ratings=world.ratings, anime=world.anime)
     with pytest.raises(DataValidationError, match="lacks column"):
-        AnimeRecommender(user_embeddings=user_emb, anime_embeddings=anime_emb, user_encoder=user_encoder,
-                         anime_encoder=anime_encoder, head=SigmoidHead(), rating_scale=(1, 10),
+        AnimeRecommender(model=planted_model(user_emb, anime_emb, user_encoder, anime_encoder, (1, 10)),
                          ratings=world.ratings, anime=world.anime.drop(columns="Genres"))
 
 

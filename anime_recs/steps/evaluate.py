@@ -1,9 +1,11 @@
-"""evaluate step: our model and built-in baselines under the evaluation protocol.
+"""evaluate step: the configured model family, its similar-users recommender and baselines under the protocol.
 
 Input: the preprocessed stats (ratings mapped back to their raw scale with the
 scaling in its metadata). The protocol (:func:`anime_recs.evaluation.protocol_split`)
-holds out 20 % of each user's ratings; every model is fitted on TRAIN (ours through
-the same training code as the neural_network step) and scored on TEST.
+holds out 20 % of each user's ratings; every model is fitted on TRAIN and scored on
+TEST. ``ours`` is the family the neural_network step fits (``model=...``), scored
+through the same object the recommender steps serve; ``ours-similar-users`` is the
+``user_recs`` ranking over that family's user representations.
 Output: ``evaluation_metrics.csv`` (type ``metrics``): one row per model.
 """
 
@@ -14,7 +16,8 @@ from typing import Any
 
 import pandas as pd
 
-from ..evaluation import EmbeddingModel, GlobalMean, Popularity, UserItemBias, evaluate_models, protocol_split
+from ..evaluation import FamilyModel, GlobalMean, Popularity, SimilarUsersModel, UserItemBias, evaluate_models, protocol_split
+from ..models import build_model
 from ..io import print_table, write_csv
 from ..preprocess import Scaling
 from ..tracking import StepContext
@@ -31,12 +34,14 @@ def run_evaluate(ctx: StepContext, input_data: str, input_type: str, model_cfg: 
     frame["rating"] = scaling.to_raw(frame["rating"].to_numpy()).round(6)
     split = protocol_split(frame, min_rating=scaling.rating_min)
     print(f"protocol split: {len(split.train):,} train / {len(split.test):,} test rows; TEST checksum {split.checksum}", flush=True)
-    params = {**model_cfg, "seed": seed}
+    scale = (scaling.rating_min, scaling.rating_max)
+    ours = FamilyModel(build_model(model_cfg), rating_range=scale)
     models = {
         "GlobalMean": GlobalMean(),
         "Popularity": Popularity(relevant_threshold),
         "UserItemBias": UserItemBias(),
-        "ours": EmbeddingModel(params, seed=seed, rating_range=(scaling.rating_min, scaling.rating_max), verbose=True),
+        "ours": ours,
+        "ours-similar-users": SimilarUsersModel(ours),  # the same fitted family, ranked as user_recs does
     }
     table = evaluate_models(models, split, relevant_threshold, (scaling.rating_min, scaling.rating_max), k=k)
     table = table.reset_index(names="model")
@@ -47,4 +52,4 @@ def run_evaluate(ctx: StepContext, input_data: str, input_type: str, model_cfg: 
     path = write_csv(table, ctx.workdir / output)
     metadata = {"checksum": split.checksum, "train_rows": len(split.train), "test_rows": len(split.test),
                 "relevant_threshold": relevant_threshold, "k": k}
-    return ctx.log_artifact(output, output_type, {output: path}, "Protocol metrics of our model and baselines", metadata).ref
+    return ctx.log_artifact(output, output_type, {output: path}, f"Protocol metrics of our {model_cfg.get('family', 'hybrid')} model and baselines", metadata).ref

@@ -1,12 +1,13 @@
-"""neural_network step: encode ids, split, train the embedding model, publish it.
+"""neural_network step: encode ids, split, fit the configured model family, publish it.
 
 Input: the preprocessed stats artifact (its metadata holds the rating scaling).
 Outputs (names from the ``model`` config group):
-- ``model_artifact`` (type ``model``): ``model.keras`` (+ ``model.h5`` when the name ends in
-  ``.h5``), the id encoders, ``scaling.json`` and the held-out ``test_split.parquet``;
-- ``weights_artifact`` (``weights``): the best weights;
-- ``history_csv`` (``history``) and ``loss_plot`` (``figure``): per-epoch history and its plot;
-- ``embeddings_artifact`` (``embeddings``): the bundle the recommenders load (see :mod:`anime_recs.bundle`).
+- ``model_artifact`` (type ``model``): ``model.json``, the id encoders, ``scaling.json`` and the
+  held-out ``test_split.parquet``; for ``model=original`` also ``model.keras`` (+ ``model.h5`` when
+  the name ends in ``.h5``);
+- ``embeddings_artifact`` (``embeddings``): the fitted model as the recommenders load it
+  (:func:`anime_recs.models.load_model`; numpy only);
+- ``model=original`` only: ``weights_artifact`` (best weights), ``history_csv`` and ``loss_plot``.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -21,23 +23,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..bundle import ModelBundle
-from ..encoding import IdEncoder, RatingArrays
 from ..errors import UserInputError
 from ..io import print_table, write_csv, write_json, write_parquet
+from ..models import Interactions, RecommenderModel, build_model
+from ..models.original import OriginalNetwork
 from ..preprocess import Scaling
 from ..tracking import StepContext
 
 logger = logging.getLogger(__name__)
-
-
-def encode_frame(frame: pd.DataFrame) -> tuple[RatingArrays, IdEncoder, IdEncoder]:
-    """Fit the id encoders on the preprocessed frame and encode every row."""
-    users = IdEncoder(frame["user_id"].to_numpy(), "user")
-    anime = IdEncoder(frame["anime_id"].to_numpy(), "anime")
-    arrays = RatingArrays(users.transform(frame["user_id"].to_numpy()), anime.transform(frame["anime_id"].to_numpy()),
-                          frame["rating"].to_numpy(dtype=np.float32))
-    return arrays, users, anime
 
 
 def split_positions(n_rows: int, test_size: float, holdout_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -73,11 +66,6 @@ def prediction_metrics(predicted: np.ndarray, actual: np.ndarray, scaling: Scali
     }
 
 
-def model_predict(model: Any, data: RatingArrays) -> np.ndarray:
-    """The model's scaled predictions for encoded rows."""
-    return model.predict({"user": data.user_idx, "anime": data.anime_idx}, batch_size=65_536, verbose=0).ravel()
-
-
 def _checkpoint_dir(ctx: StepContext, input_ref: str, params: dict[str, Any], resume: bool) -> Path:
     """A persistent folder (keyed by input and parameters) when resuming, else scratch."""
     if not resume:
@@ -89,78 +77,107 @@ def _checkpoint_dir(ctx: StepContext, input_ref: str, params: dict[str, Any], re
 
 
 def run_neural_network(ctx: StepContext, input_data: str, input_type: str, model_cfg: dict[str, Any], seed: int) -> dict[str, str]:
-    """Train on the preprocessed artifact and publish model, weights, history, plot and embeddings."""
+    """Fit the configured model family on the preprocessed artifact and publish it (see the module docstring)."""
     artifact = ctx.use_artifact(input_data, input_type)
     if "scaling" not in artifact.metadata:
         raise UserInputError(f"{artifact.ref} has no rating scaling in its metadata; re-run the preprocess step")
-    # TensorFlow takes seconds to import: only after the inputs are known to be good.
-    from ..model import ModelParams, select_strategy
-    from ..training import train_model
-
+    model = build_model(model_cfg)  # an unknown family or option stops here, before any work
     scaling = Scaling(**artifact.metadata["scaling"])
     frame = pd.read_parquet(artifact.file())
-    arrays, user_encoder, anime_encoder = encode_frame(frame)
-    train_pos, val_pos, test_pos = split_positions(len(arrays), float(model_cfg.get("test_size", 10_000)),
+    raw = frame[["user_id", "anime_id"]].assign(rating=scaling.to_raw(frame["rating"].to_numpy()))
+    data = Interactions.from_frame(raw, (scaling.rating_min, scaling.rating_max))
+    train_pos, val_pos, test_pos = split_positions(len(data), float(model_cfg.get("test_size", 10_000)),
                                                    float(model_cfg.get("holdout_fraction", 0.1)), seed)
-    train, val, test = arrays.take(train_pos), arrays.take(val_pos), arrays.take(test_pos)
-    params = ModelParams.from_mapping({**model_cfg, "seed": seed})
-    print(f"training on {len(train):,} rows, validating on {len(val):,}, testing on {len(test):,}; "
-          f"{len(user_encoder):,} users x {len(anime_encoder):,} anime; path={params.training_path}", flush=True)
-    ctx.log_params({f"model.{k}": v for k, v in asdict(params).items()})
+    print(f"model family {model.family}: {len(data.users):,} users x {len(data.items):,} anime; "
+          f"fitting on {len(train_pos) + len(val_pos):,} rows, testing on {len(test_pos):,}", flush=True)
+    ctx.log_params({"model.family": model.family, **{f"model.{k}": v for k, v in _flat(model.params).items()}})
+    if isinstance(model, OriginalNetwork):
+        _fit_network(ctx, model, data, train_pos, val_pos, artifact.ref, model_cfg, seed)
+    else:
+        started = time.perf_counter()
+        model.fit(data.take(np.concatenate([train_pos, val_pos])))
+        print(f"fitted in {time.perf_counter() - started:.1f} s: {model.describe()}", flush=True)
+
+    test = data.take(test_pos)
+    predicted = model.predict(test.user_rows, test.item_rows)
+    metrics = prediction_metrics(scaling.to_scaled(predicted), scaling.to_scaled(test.ratings), scaling, "test")
+    fitted_mean = float(np.delete(data.ratings, test_pos).mean())
+    metrics.update(prediction_metrics(np.full(len(test), scaling.to_scaled(fitted_mean)), scaling.to_scaled(test.ratings),
+                                      scaling, "global_mean"))
+    if isinstance(model, OriginalNetwork):
+        metrics["best_epoch"] = model.best_epoch
+    ctx.log_metrics(metrics)
+    print_table(pd.DataFrame([{"predictor": f"model ({model.family})", **{k[5:]: v for k, v in metrics.items() if k.startswith("test_")}},
+                              {"predictor": "global mean", **{k[12:]: v for k, v in metrics.items() if k.startswith("global_mean_")}}]),
+                "held-out test set (mse/bce on scaled ratings, rmse/mae on the rating scale)")
+    return _publish(ctx, model_cfg, model, metrics, scaling, frame.iloc[test_pos])
+
+
+def _flat(params: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested option groups (the hybrid's ``ranking`` / ``rating``) as dotted keys."""
+    out: dict[str, Any] = {}
+    for key, value in params.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def _fit_network(ctx: StepContext, model: OriginalNetwork, data: Interactions, train_pos: np.ndarray, val_pos: np.ndarray,
+                 input_ref: str, model_cfg: dict[str, Any], seed: int) -> None:
+    """Train the original network with the step's validation split, checkpoints and per-epoch metrics."""
+    from ..model import select_strategy
+
+    model.params["seed"] = seed
+    model.users, model.items, model.rating_scale = data.users, data.items, data.rating_scale
+    arrays = model.scaled(data)
+    params = model.model_params()
+    print(f"training on {len(train_pos):,} rows, validating on {len(val_pos):,}; path={params.training_path}", flush=True)
     strategy = select_strategy(bool(model_cfg.get("TPU_init", False)), str(model_cfg.get("TPU_address", "") or ""),
                                bool(model_cfg.get("multi_worker", False)))
     resume = bool(model_cfg.get("resume", False))
-    result = train_model(train, val, len(user_encoder), len(anime_encoder), params, strategy=strategy,
-                         checkpoint_dir=_checkpoint_dir(ctx, artifact.ref, asdict(params), resume), resume=resume,
-                         on_epoch_end=lambda epoch, row: ctx.log_metrics(
-                             {k: v for k, v in row.items() if isinstance(v, (int, float)) and k != "epoch"}, step=epoch))
-
-    metrics = prediction_metrics(model_predict(result.model, test), test.rating, scaling, "test")
-    baseline = np.full(len(test), float(train.rating.mean()))
-    metrics.update(prediction_metrics(baseline, test.rating, scaling, "global_mean"))
-    metrics["best_epoch"] = result.best_epoch
-    ctx.log_metrics(metrics)
-    print_table(pd.DataFrame([{"predictor": "model", **{k[5:]: v for k, v in metrics.items() if k.startswith("test_")}},
-                              {"predictor": "global mean", **{k[12:]: v for k, v in metrics.items() if k.startswith("global_mean_")}}]),
-                "held-out test set (mse/bce on scaled ratings, rmse/mae on the 1-10 scale)")
-    return _publish(ctx, model_cfg, result, params, metrics, scaling, user_encoder, anime_encoder, frame.iloc[test_pos])
+    model.fit_arrays(arrays.take(train_pos), arrays.take(val_pos), strategy=strategy,
+                     checkpoint_dir=_checkpoint_dir(ctx, input_ref, asdict(params), resume), resume=resume,
+                     on_epoch_end=lambda epoch, row: ctx.log_metrics(
+                         {k: v for k, v in row.items() if isinstance(v, (int, float)) and k != "epoch"}, step=epoch))
 
 
-def _publish(ctx: StepContext, model_cfg: dict[str, Any], result: Any, params: Any, metrics: dict[str, float], scaling: Scaling,
-             user_encoder: IdEncoder, anime_encoder: IdEncoder, test_rows: pd.DataFrame) -> dict[str, str]:
-    """Write every output file and publish the five artifacts."""
-    from ..embeddings import PredictionHead, extract_embeddings
+def _publish(ctx: StepContext, model_cfg: dict[str, Any], model: RecommenderModel, metrics: dict[str, float],
+             scaling: Scaling, test_rows: pd.DataFrame) -> dict[str, str]:
+    """Write every output file and publish the artifacts (the network also publishes weights, history and plot)."""
     from ..plots import loss_curve
 
     out = ctx.workdir / "outputs"
     out.mkdir(parents=True, exist_ok=True)
-    metadata = {"hyperparameters": {**asdict(params), **{k: model_cfg.get(k) for k in ("test_size", "holdout_fraction", "TPU_init")}},
-                "metrics": metrics, "scaling": scaling.as_dict(), "input": ctx.inputs}
-    model_files = {"model.keras": out / "model.keras"}
-    result.model.save(model_files["model.keras"])  # .keras before .h5: Keras 3.15 drops the optimizer on .h5 saves
-    model_name = str(model_cfg["model_artifact"])
-    if model_name.endswith(".h5"):
-        model_files["model.h5"] = out / "model.h5"
-        result.model.save(model_files["model.h5"])
-    user_encoder.save(out / "user_ids.npy")
-    anime_encoder.save(out / "anime_ids.npy")
+    metadata = {"family": model.family, "hyperparameters": model.params, "fit": model.fit_info, "metrics": metrics,
+                "scaling": scaling.as_dict(), "input": ctx.inputs,
+                **{k: model_cfg.get(k) for k in ("test_size", "holdout_fraction", "TPU_init")}}
+    bundle_files = model.save(out / "bundle")
+    model_files: dict[str, Path] = {"model.json": bundle_files["model.json"]}
     write_json(scaling.as_dict(), out / "scaling.json")
     write_parquet(test_rows.reset_index(drop=True), out / "test_split.parquet")
-    model_files.update({name: out / name for name in ("user_ids.npy", "anime_ids.npy", "scaling.json", "test_split.parquet")})
-    weights = out / "best.weights.h5"
-    result.model.save_weights(weights)
-    history = write_csv(result.history, out / "history.csv")
-    plot = loss_curve(result.history, out / "loss.png")
-    users, anime = extract_embeddings(result.model)
-    bundle_files = ModelBundle(users, anime, user_encoder, anime_encoder, PredictionHead.from_model(result.model), scaling).save(out / "bundle")
-
+    model_files.update({"scaling.json": out / "scaling.json", "test_split.parquet": out / "test_split.parquet",
+                        "user_ids.npy": bundle_files["user_ids.npy"], "anime_ids.npy": bundle_files["anime_ids.npy"]})
+    outputs: list[tuple[str, str, dict[str, Path], str]] = []
+    if isinstance(model, OriginalNetwork):
+        model_files["model.keras"] = out / "model.keras"
+        model.keras_model.save(model_files["model.keras"])  # .keras before .h5: Keras 3.15 drops the optimizer on .h5 saves
+        if str(model_cfg["model_artifact"]).endswith(".h5"):
+            model_files["model.h5"] = out / "model.h5"
+            model.keras_model.save(model_files["model.h5"])
+        weights = out / "best.weights.h5"
+        model.keras_model.save_weights(weights)
+        history = write_csv(model.history, out / "history.csv")
+        plot = loss_curve(model.history, out / "loss.png")
+        outputs += [("weights_artifact", "weights_type", {"best.weights.h5": weights}, "Best weights of the model"),
+                    ("history_csv", "history_type", {"history.csv": history}, "Per-epoch training history"),
+                    ("loss_plot", "figure_type", {"loss.png": Path(plot)}, "Loss per epoch")]
+    outputs = [("model_artifact", "model_type", model_files, f"Trained {model.family} model: id encoders, scaling, held-out test rows"),
+               *outputs,
+               ("embeddings_artifact", "embeddings_type", bundle_files,
+                f"The fitted {model.family} model as the recommenders load it (numpy, no TensorFlow)")]
     refs = {}
-    for key, type_key, files, description in (
-        ("model_artifact", "model_type", model_files, "Trained Keras model with its id encoders and held-out test rows"),
-        ("weights_artifact", "weights_type", {"best.weights.h5": weights}, "Best weights of the model"),
-        ("history_csv", "history_type", {"history.csv": history}, "Per-epoch training history"),
-        ("loss_plot", "figure_type", {"loss.png": Path(plot)}, "Loss per epoch"),
-        ("embeddings_artifact", "embeddings_type", bundle_files, "Normalised embeddings, encoders and prediction head"),
-    ):
+    for key, type_key, files, description in outputs:
         refs[key] = ctx.log_artifact(str(model_cfg[key]), str(model_cfg[type_key]), files, description, metadata).ref
     return refs

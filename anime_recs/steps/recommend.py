@@ -15,12 +15,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..bundle import load_bundle
 from ..config import optional_int, str_to_bool
 from ..data import load_anime, load_synopses
 from ..errors import ArtifactError, UserInputError
 from ..io import print_table, write_csv
-from ..recommenders import AnimeRecommender
+from ..models import load_model
+from ..recommend import AnimeRecommender
 from ..tracking import StepContext
 
 logger = logging.getLogger(__name__)
@@ -54,7 +54,7 @@ class UserChoice:
 def add_input_args(parser: argparse.ArgumentParser) -> None:
     """The four input artifacts every recommender step reads."""
     defaults = RecommenderInputs()
-    parser.add_argument("--embeddings", default=defaults.embeddings, help="embeddings bundle artifact from neural_network")
+    parser.add_argument("--embeddings", default=defaults.embeddings, help="fitted model artifact from neural_network (any model family)")
     parser.add_argument("--main_df", default=defaults.main_df, help="preprocessed stats artifact")
     parser.add_argument("--anime_df", default=defaults.anime_df, help="all-anime artifact")
     parser.add_argument("--synopses_df", default=defaults.synopses_df, help="synopses artifact")
@@ -96,12 +96,12 @@ def load_recommender(ctx: StepContext, inputs: RecommenderInputs) -> AnimeRecomm
     """Load the four inputs, check they belong together, build the recommender."""
     embeddings = ctx.use_artifact(inputs.embeddings, inputs.embeddings_type)
     main_df = ctx.use_artifact(inputs.main_df, inputs.main_df_type)
-    bundle = load_bundle(embeddings.path)
+    model = load_model(embeddings.path)
     ratings = pd.read_parquet(main_df.file())
     trained_on = embeddings.metadata.get("input", {}).get(main_df.name)
     if trained_on and trained_on != main_df.ref:
-        users_match = np.array_equal(np.unique(ratings["user_id"].to_numpy()), bundle.user_encoder.ids)
-        anime_match = np.array_equal(np.unique(ratings["anime_id"].to_numpy()), bundle.anime_encoder.ids)
+        users_match = np.array_equal(np.unique(ratings["user_id"].to_numpy()), model.users.ids)
+        anime_match = np.array_equal(np.unique(ratings["anime_id"].to_numpy()), model.items.ids)
         if not (users_match and anime_match):
             raise UserInputError(
                 f"model {embeddings.ref} was trained on {trained_on}, but {main_df.ref} has other users/anime; "
@@ -109,11 +109,7 @@ def load_recommender(ctx: StepContext, inputs: RecommenderInputs) -> AnimeRecomm
             )
     anime = load_anime(ctx.use_artifact(inputs.anime_df, inputs.raw_type).file())
     synopses = load_synopses(ctx.use_artifact(inputs.synopses_df, inputs.raw_type).file())
-    return AnimeRecommender(
-        user_embeddings=bundle.user_embeddings, anime_embeddings=bundle.anime_embeddings,
-        user_encoder=bundle.user_encoder, anime_encoder=bundle.anime_encoder, head=bundle.head,
-        rating_scale=(bundle.scaling.rating_min, bundle.scaling.rating_max), ratings=ratings, anime=anime, synopses=synopses,
-    )
+    return AnimeRecommender(model=model, ratings=ratings, anime=anime, synopses=synopses)
 
 
 def choose_user(ctx: StepContext, rec: AnimeRecommender, choice: UserChoice, seed: int) -> tuple[int, str]:

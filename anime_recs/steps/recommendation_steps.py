@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from ..io import write_csv
-from ..recommenders import UserPreferences
+from ..recommend import UserPreferences
 from ..tracking import StepContext
 from .recommend import RecommenderInputs, UserChoice, choose_user, cloud_files, load_recommender, publish_table
 
@@ -106,5 +106,5 @@ def run_model_recs(ctx: StepContext, inputs: RecommenderInputs, choice: UserChoi
     print(f"query user {user_id} (from {source})", flush=True)
     frame = rec.recommend_by_model(user_id, n, types=types or None, genres=genres or None, min_score=min_score, max_score=max_score)
     metadata = {"user_id": user_id, "user_source": source, "types": types, "genres": genres, "min_score": min_score, "max_score": max_score}
-    return publish_table(ctx, frame, output, output_type, f"model recommendations for user {user_id}",
-                         f"top {n} predicted ratings for user {user_id} (unseen anime)", metadata, TABLE_COLUMNS)
+    return publish_table(ctx, frame, output, output_type, f"model recommendations for user {user_id} ({rec.model.family} model)",
+                         f"top {n} unseen anime for user {user_id}, ranked by the {rec.model.family} model, with predicted ratings", metadata, TABLE_COLUMNS)

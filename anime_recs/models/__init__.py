@@ -1,0 +1,69 @@
+"""Model families behind one recommender interface (:class:`~anime_recs.models.base.RecommenderModel`).
+
+=================  ======================================================  ==========================
+family             what it is                                              module
+=================  ======================================================  ==========================
+``hybrid``         EASE ranks, the neighbourhood blend predicts ratings    :mod:`.hybrid` (default)
+``ease``           EASE on graded feedback (+ biases for ratings)          :mod:`.ease`
+``neighbourhood``  biases + item/user neighbourhoods + factors, blended    :mod:`.neighbourhood`
+``original``       the original project's Keras network                    :mod:`.original`
+=================  ======================================================  ==========================
+
+:func:`build_model` turns the config's ``model`` group into an unfitted model;
+:func:`load_model` reads a saved one (no TensorFlow needed for any family).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from ..errors import UserInputError
+from .base import Interactions, RecommenderModel, read_model_json
+from .ease import EASE
+from .hybrid import Hybrid
+from .neighbourhood import Neighbourhood
+from .original import OriginalNetwork, network_param_names
+
+FAMILIES: dict[str, type[RecommenderModel]] = {
+    "hybrid": Hybrid,
+    "ease": EASE,
+    "neighbourhood": Neighbourhood,
+    "original": OriginalNetwork,
+}
+DEFAULT_FAMILY = "hybrid"
+
+__all__ = ["FAMILIES", "DEFAULT_FAMILY", "Interactions", "RecommenderModel", "build_model", "load_model", "family_options"]
+
+
+def family_options(family: str, config: Mapping[str, Any]) -> dict[str, Any]:
+    """The options of ``family`` found in a ``model`` config group (pipeline keys such as ``test_size`` are left out)."""
+    if family == "hybrid":
+        return {"ranking": dict(config.get("ranking") or {}), "rating": dict(config.get("rating") or {})}
+    if family == "original":
+        names = set(network_param_names())
+        return {k: v for k, v in config.items() if k in names}
+    defaults = FAMILIES[family].defaults  # type: ignore[attr-defined]
+    return {k: v for k, v in config.items() if k in defaults}
+
+
+def build_model(config: Mapping[str, Any], **extra: Any) -> RecommenderModel:
+    """An unfitted model from a ``model`` config group (``family`` names the family).
+
+    Raises:
+        UserInputError: an unknown family, naming the valid ones.
+    """
+    family = str(config.get("family", DEFAULT_FAMILY))
+    if family not in FAMILIES:
+        raise UserInputError(f"unknown model family {family!r}; choose from: {', '.join(FAMILIES)} (e.g. model=hybrid)")
+    return FAMILIES[family](**family_options(family, config), **extra)
+
+
+def load_model(folder: Path) -> RecommenderModel:
+    """Load a model saved by :meth:`RecommenderModel.save`, whatever its family."""
+    meta = read_model_json(Path(folder))
+    family = meta["family"]
+    if family not in FAMILIES:
+        raise UserInputError(f"{folder} holds a model of unknown family {family!r}; upgrade anime_recs or retrain")
+    return FAMILIES[family]._load(Path(folder), meta)

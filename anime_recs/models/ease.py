@@ -1,0 +1,123 @@
+"""EASE on graded feedback: a closed-form item-item model that ranks what a user will like.
+
+Steck (2019), "Embarrassingly Shallow Autoencoders for Sparse Data": with ``X`` the
+users x items input and ``P = (XᵀX + λI)⁻¹``, the item-item weights with a zero
+diagonal are ``B = P XᵀY − P·diag(γ)``, ``γ`` chosen so that ``diag(B) = 0``; a
+user's scores are ``x_u B``. The published model uses ``Y = X`` (binary). Here the
+input is graded, ``X = rated + liked_weight · liked`` (every rating says the user
+chose the anime; a high one says they liked it), and the target is ``Y = liked``,
+the anime rated in the top quarter of the scale (``like_threshold``): the model
+learns what a user will *like*, not only what they will watch. The regularisation
+follows a rule that scales with the data, ``λ = l2_per_count · (mean ratings per
+anime)``, so one setting serves every data set (chosen on validation splits by
+``anime-recs tune``).
+
+Ratings (:meth:`EASE.predict`) come from user and item biases; representations for
+``similar_anime`` / ``similar_users`` from a truncated SVD of the degree-normalised
+input (items that the same users choose point the same way).
+
+Memory: the dense Gram matrix (8·n² bytes) and ``B`` (4·n² bytes) for n anime:
+about 3.7 GB at MyAnimeList's 17,500 anime, 8 MB for the embedded sample.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+import scipy.linalg as sla
+import scipy.sparse as sp
+
+from ..errors import UserInputError
+from .base import Interactions, RecommenderModel, biases, spectral_vectors
+
+logger = logging.getLogger(__name__)
+
+
+def inverse_spd(matrix: np.ndarray) -> np.ndarray:
+    """Inverse of a symmetric positive-definite matrix by Cholesky (overwrites ``matrix``)."""
+    factor, _ = sla.cho_factor(matrix, lower=True, overwrite_a=True, check_finite=False)
+    inverse, info = sla.lapack.dpotri(factor, lower=1, overwrite_c=1)
+    if info != 0:
+        raise UserInputError(f"EASE: the regularised Gram matrix is not positive definite (LAPACK info {info}); raise l2_per_count")
+    lower = np.tril(inverse)
+    return lower + np.tril(lower, -1).T
+
+
+def ease_weights(X: sp.csr_matrix, Y: sp.csr_matrix, l2: float) -> np.ndarray:
+    """Item-item weights ``B`` (float32, zero diagonal) mapping input rows ``X`` to targets ``Y``."""
+    gram = (X.T @ X).toarray().astype(np.float64)
+    gram[np.diag_indices_from(gram)] += l2
+    P = inverse_spd(gram)
+    C = P @ (X.T @ Y).toarray()
+    B = C - P * (np.diag(C) / np.diag(P))[None, :]
+    np.fill_diagonal(B, 0.0)
+    return B.astype(np.float32)
+
+
+class EASE(RecommenderModel):
+    """Ranking family (see the module docstring).
+
+    Args:
+        l2_per_count: λ divided by the mean number of ratings per anime.
+        liked_weight: Extra input weight of a liked anime over a merely rated one.
+        like_threshold: Fraction of the scale at or above which a rating is "liked".
+        embedding_size: Dimensions of the SVD representations.
+        reg_item, reg_user, bias_sweeps: The bias model behind :meth:`predict`.
+        seed: Seed of the randomized SVD.
+    """
+
+    family = "ease"
+    defaults: dict[str, Any] = {"l2_per_count": 80.0, "liked_weight": 2.0, "like_threshold": 0.75, "embedding_size": 64,
+                                "reg_item": 10.0, "reg_user": 15.0, "bias_sweeps": 10, "seed": 0}
+
+    def __init__(self, **params: Any) -> None:
+        unknown = sorted(set(params) - set(self.defaults))
+        if unknown:
+            raise UserInputError(f"unknown option(s) {unknown} for model family 'ease'; choose from: {', '.join(self.defaults)}")
+        super().__init__(**{**self.defaults, **params})
+
+    def _fit(self, data: Interactions) -> None:
+        p = self.params
+        n_items = len(data.items)
+        logger.info("EASE: %d anime -> %.2f GB for the Gram matrix and weights", n_items, 12 * n_items**2 / 1e9)
+        liked = data.liked(float(p["like_threshold"]))
+        self._X = (data.matrix() + float(p["liked_weight"]) * data.matrix(liked)).astype(np.float32).tocsr()
+        target = data.matrix(liked)
+        target.eliminate_zeros()
+        per_item = len(data) / max(n_items, 1)
+        l2 = float(p["l2_per_count"]) * per_item
+        self._B = ease_weights(self._X, target, l2)
+        self._mu, self._b_user, self._b_item = biases(data, float(p["reg_item"]), float(p["reg_user"]), int(p["bias_sweeps"]))
+        self._U, self._V = spectral_vectors(self._X, int(p["embedding_size"]), int(p["seed"]))
+        self.fit_info = {"l2": round(l2, 3), "liked": int(liked.sum())}
+
+    def predict(self, user_rows: np.ndarray, item_rows: np.ndarray) -> np.ndarray:
+        """``mu + b_user + b_item`` (EASE itself ranks; it does not predict ratings)."""
+        return self.clip(self._mu + self._b_user[np.asarray(user_rows)] + self._b_item[np.asarray(item_rows)])
+
+    def rank_scores(self, user_rows: np.ndarray) -> np.ndarray:
+        """``x_u B`` for each user (the user's graded history times the item-item weights)."""
+        return np.asarray(self._X[np.asarray(user_rows)] @ self._B, dtype=np.float32)
+
+    def scores_for_history(self, history: sp.csr_matrix) -> np.ndarray:
+        """Scores of users given as graded history rows (``rated + liked_weight · liked``) over the model's items."""
+        return np.asarray(history @ self._B, dtype=np.float32)
+
+    def item_vectors(self) -> np.ndarray:
+        """SVD item vectors."""
+        return self._V
+
+    def user_vectors(self) -> np.ndarray:
+        """SVD user vectors."""
+        return self._U
+
+    def _arrays(self) -> dict[str, Any]:
+        return {"X": self._X, "B": self._B, "mu": np.array([self._mu]), "b_user": self._b_user, "b_item": self._b_item,
+                "user_vectors": self._U, "item_vectors": self._V}
+
+    def _from_arrays(self, arrays: dict[str, Any]) -> None:
+        self._X, self._B = arrays["X"].astype(np.float32), arrays["B"]
+        self._mu, self._b_user, self._b_item = float(arrays["mu"][0]), arrays["b_user"], arrays["b_item"]
+        self._U, self._V = arrays["user_vectors"], arrays["item_vectors"]

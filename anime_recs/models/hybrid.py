@@ -1,0 +1,80 @@
+"""The default family: a ranking model and a rating model trained together.
+
+No single family here wins both evaluation tables (README "Evaluation"): EASE on
+graded feedback ranks best but only predicts ratings from biases, and the blended
+neighbourhood model predicts ratings best but ranks like a rating model. The
+hybrid fits both on the same ratings and answers each question with the model
+that is best at it:
+
+- ranking (``model_recs``, what to watch next): :class:`~anime_recs.models.ease.EASE`;
+- ratings shown next to each recommendation and ``predict``: :class:`~anime_recs.models.neighbourhood.Neighbourhood`;
+- ``similar_anime`` / ``similar_users``: EASE's SVD representations of who chose what.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..errors import UserInputError
+from .base import Interactions, RecommenderModel
+from .ease import EASE
+from .neighbourhood import Neighbourhood
+
+
+class Hybrid(RecommenderModel):
+    """EASE for ranking + Neighbourhood for ratings.
+
+    Args:
+        ranking: Options of the EASE part.
+        rating: Options of the Neighbourhood part.
+    """
+
+    family = "hybrid"
+
+    def __init__(self, ranking: dict[str, Any] | None = None, rating: dict[str, Any] | None = None) -> None:
+        if not isinstance(ranking or {}, dict) or not isinstance(rating or {}, dict):
+            raise UserInputError("model family 'hybrid' takes two option groups, model.ranking and model.rating")
+        self.ranker = EASE(**(ranking or {}))
+        self.rater = Neighbourhood(**(rating or {}))
+        super().__init__(ranking=self.ranker.params, rating=self.rater.params)
+
+    def _fit(self, data: Interactions) -> None:
+        self.ranker.fit(data)
+        self.rater.fit(data)
+        self.fit_info = {"ranking": self.ranker.fit_info, "rating": self.rater.fit_info}
+
+    def predict(self, user_rows: np.ndarray, item_rows: np.ndarray) -> np.ndarray:
+        """The neighbourhood model's ratings."""
+        return self.rater.predict(user_rows, item_rows)
+
+    def predict_user(self, user_row: int) -> np.ndarray:
+        """The neighbourhood model's ratings for every anime."""
+        return self.rater.predict_user(user_row)
+
+    def rank_scores(self, user_rows: np.ndarray) -> np.ndarray:
+        """EASE's scores."""
+        return self.ranker.rank_scores(user_rows)
+
+    def item_vectors(self) -> np.ndarray:
+        """EASE's SVD item vectors."""
+        return self.ranker.item_vectors()
+
+    def user_vectors(self) -> np.ndarray:
+        """EASE's SVD user vectors."""
+        return self.ranker.user_vectors()
+
+    def baseline(self) -> tuple[float, np.ndarray, np.ndarray]:
+        """The neighbourhood model's bias baseline (used for unknown pairs)."""
+        return self.rater.baseline()
+
+    def _arrays(self) -> dict[str, Any]:
+        return {**{f"ranking.{k}": v for k, v in self.ranker._arrays().items()},
+                **{f"rating.{k}": v for k, v in self.rater._arrays().items()}}
+
+    def _from_arrays(self, arrays: dict[str, Any]) -> None:
+        for part, prefix in ((self.ranker, "ranking."), (self.rater, "rating.")):
+            part.users, part.items, part.rating_scale = self.users, self.items, self.rating_scale
+            part.fit_info = self.fit_info.get(prefix[:-1], {})
+            part._from_arrays({k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)})

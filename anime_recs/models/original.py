@@ -1,0 +1,160 @@
+"""The original project's network as a model family (``model=original``).
+
+User and anime ``Embedding`` → normalised ``Dot`` (the cosine) → ``Dense(1)`` →
+``BatchNormalization`` → activation, trained on ratings min-max scaled to [0, 1]
+(:mod:`anime_recs.model`, :mod:`anime_recs.training`). Once trained, it is served
+from plain numpy: L2-normalised embeddings and the seven-number
+:class:`~anime_recs.embeddings.PredictionHead`, so loading it needs no TensorFlow.
+It ranks by predicted rating, as the original's ``model_recs`` did.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, fields
+from typing import Any, Callable
+
+import numpy as np
+
+from ..embeddings import PredictionHead, normalize_rows
+from ..encoding import IdEncoder, RatingArrays
+from ..errors import DataValidationError
+from .base import Interactions, RecommenderModel
+
+logger = logging.getLogger(__name__)
+
+
+def network_param_names() -> tuple[str, ...]:
+    """Names of :class:`~anime_recs.model.ModelParams` (without importing TensorFlow)."""
+    from ..model import ModelParams  # model.py imports TensorFlow lazily inside its functions
+
+    return tuple(f.name for f in fields(ModelParams))
+
+
+class OriginalNetwork(RecommenderModel):
+    """The Keras embedding network behind the recommender interface.
+
+    Args:
+        val_fraction: Share of the ratings :meth:`fit` holds out for early stopping.
+        **params: :class:`~anime_recs.model.ModelParams` fields (others are ignored).
+    """
+
+    family = "original"
+    ranks_by_rating = True
+
+    def __init__(self, val_fraction: float = 0.05, **params: Any) -> None:
+        super().__init__(val_fraction=val_fraction, **params)
+        self.history: Any = None
+        self.best_epoch = -1
+        self.stopped_early = False
+        self.keras_model: Any = None
+
+    @classmethod
+    def from_embeddings(cls, user_embeddings: np.ndarray, anime_embeddings: np.ndarray, users: IdEncoder,
+                        items: IdEncoder, head: PredictionHead, rating_scale: tuple[float, float],
+                        mean_rating: float = 0.5) -> OriginalNetwork:
+        """A fitted network from its tables (tests, benchmarks, or a model trained elsewhere).
+
+        Args:
+            user_embeddings: ``(n_users, d)`` rows in ``users`` order (normalised here).
+            anime_embeddings: ``(n_anime, d)`` rows in ``items`` order.
+            users: Raw user id <-> row.
+            items: MAL_ID <-> row.
+            head: The layers after the cosine.
+            rating_scale: ``(min, max)`` of the raw ratings.
+            mean_rating: Scaled training mean (the fallback prediction).
+        """
+        if len(users) != len(user_embeddings) or len(items) != len(anime_embeddings):
+            raise DataValidationError(
+                f"encoders do not match the embeddings: {len(users)} user ids for {len(user_embeddings)} rows, "
+                f"{len(items)} anime ids for {len(anime_embeddings)} rows; load the encoders saved with this model"
+            )
+        model = cls()
+        model.users, model.items, model.rating_scale = users, items, tuple(float(v) for v in rating_scale)
+        model._U, model._V = normalize_rows(user_embeddings), normalize_rows(anime_embeddings)
+        model.head, model._mean = head, float(mean_rating)
+        return model
+
+    def model_params(self) -> Any:
+        """The :class:`~anime_recs.model.ModelParams` of this network."""
+        from ..model import ModelParams
+
+        names = set(network_param_names())
+        return ModelParams.from_mapping({k: v for k, v in self.params.items() if k in names})
+
+    def scaled(self, data: Interactions) -> RatingArrays:
+        """The interactions as the network trains on them: rows and ratings scaled to [0, 1]."""
+        lo, hi = data.rating_scale
+        return RatingArrays(data.user_rows.astype(np.int32), data.item_rows.astype(np.int32),
+                            np.clip((data.ratings - lo) / (hi - lo), 0.0, 1.0).astype(np.float32))
+
+    def _fit(self, data: Interactions) -> None:
+        arrays = self.scaled(data)
+        order = np.random.default_rng(int(self.params.get("seed", 42))).permutation(len(arrays))
+        n_val = max(1, round(float(self.params["val_fraction"]) * len(arrays)))
+        self.fit_arrays(arrays.take(order[n_val:]), arrays.take(order[:n_val]), verbose=False)
+        self._mean = float(arrays.rating.mean())  # unknown pairs get the mean of every rating fitted on
+
+    def fit_arrays(self, train: RatingArrays, val: RatingArrays, strategy: Any = None, checkpoint_dir: Any = None,
+                   resume: bool = False, on_epoch_end: Callable[[int, dict], None] | None = None,
+                   verbose: bool = True) -> None:
+        """Train on encoded, scaled rows (the neural_network step's own split and callbacks)."""
+        from ..embeddings import extract_embeddings
+        from ..training import train_model
+
+        result = train_model(train, val, len(self.users), len(self.items), self.model_params(), strategy=strategy,
+                             checkpoint_dir=checkpoint_dir, resume=resume, on_epoch_end=on_epoch_end, verbose=verbose)
+        self.keras_model = result.model
+        self.history = result.history
+        self.best_epoch, self.stopped_early = int(result.best_epoch), bool(result.stopped_early)
+        self._U, self._V = extract_embeddings(result.model)
+        self.head = PredictionHead.from_model(result.model)
+        self._mean = float(train.rating.mean())
+        self.fit_info = {"epochs_run": len(result.history), "best_epoch": self.best_epoch, "stopped_early": self.stopped_early}
+
+    def _to_raw(self, scaled: np.ndarray) -> np.ndarray:
+        lo, hi = self.rating_scale
+        return lo + np.asarray(scaled, np.float64) * (hi - lo)
+
+    def predict(self, user_rows: np.ndarray, item_rows: np.ndarray) -> np.ndarray:
+        """The network's output for the pairs, on the raw scale."""
+        cosine = np.einsum("ij,ij->i", self._U[np.asarray(user_rows)], self._V[np.asarray(item_rows)])
+        return self.clip(self._to_raw(self.head.predict(cosine)))
+
+    def predict_user(self, user_row: int) -> np.ndarray:
+        """One matrix-vector product over the anime embeddings."""
+        return self.clip(self._to_raw(self.head.predict(self._V @ self._U[user_row])))
+
+    def rank_scores(self, user_rows: np.ndarray) -> np.ndarray:
+        """Predicted ratings (raw scale) for every anime."""
+        return self._to_raw(self.head.predict(self._U[np.asarray(user_rows)] @ self._V.T)).astype(np.float32)
+
+    def item_vectors(self) -> np.ndarray:
+        """Normalised anime embeddings."""
+        return self._V
+
+    def user_vectors(self) -> np.ndarray:
+        """Normalised user embeddings."""
+        return self._U
+
+    def fallback(self, user_rows: np.ndarray, item_rows: np.ndarray) -> np.ndarray:
+        """The training mean for every pair (what the original predicts for an unknown pair)."""
+        return np.full(np.shape(user_rows), self._to_raw(np.float64(self._mean)))
+
+    def _arrays(self) -> dict[str, Any]:
+        head = self.head.to_dict()
+        self.fit_info["head"] = head
+        return {"user_embeddings": self._U, "anime_embeddings": self._V, "mean": np.array([self._mean])}
+
+    def _from_arrays(self, arrays: dict[str, Any]) -> None:
+        self._U, self._V = arrays["user_embeddings"], arrays["anime_embeddings"]
+        self._mean = float(arrays["mean"][0])
+        self.head = PredictionHead.from_dict(self.fit_info["head"])
+
+    def history_frame(self) -> Any:
+        """Per-epoch history (after a fit in this process)."""
+        return self.history
+
+    def hyperparameters(self) -> dict[str, Any]:
+        """The network's parameters as trained."""
+        return asdict(self.model_params())
