@@ -245,7 +245,10 @@ class ArtifactStore:
     def _visible(self, name: str) -> dict[int, int]:
         """Committed versions of ``name`` -> commit sequence (-1 for versions from before transactions)."""
         folder = self.root / name
-        if not _NAME_RE.match(name) or not folder.is_dir():
+        try:
+            if not _NAME_RE.match(name) or not folder.is_dir():
+                return {}
+        except OSError:  # e.g. a name longer than the file system allows: no such artifact
             return {}
         found = {}
         for child in folder.iterdir():
