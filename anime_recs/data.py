@@ -154,7 +154,8 @@ def _numeric(frame: pd.DataFrame, column: str, path: Path | str, what: str, miss
     bad = values.isna() & raw.notna()
     if bad.any():
         example = raw[bad].iloc[0]
-        allowed = f" (or {', '.join(missing)})" if missing else ""
+        words = [word for word in missing if word]
+        allowed = f" (or {', '.join(words)})" if words else ""
         raise DataValidationError(f"{what} file {path}: column {column} holds non-numeric values such as {plain(example)} "
                                   f"in {int(bad.sum()):,} row(s); it must hold numbers{allowed}")
     return values

@@ -153,8 +153,8 @@ class StepContext:
         self._tmp.cleanup()
 
 
-# The race two processes run into when both create the tables of a fresh sqlite store.
-_CREATION_RACE = ("already exists", "database is locked")
+# What processes racing to create the tables of a fresh sqlite store run into (seen with 2-4 processes).
+_CREATION_RACE = ("already exists", "database is locked", "duplicate column name", "Online migration expected")
 
 
 def ensure_tracking_store(attempts: int = 6) -> None:
