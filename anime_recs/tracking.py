@@ -238,5 +238,5 @@ def run_step(step: str, params: dict[str, Any], body: Callable[[StepContext], An
         print(f"error: {step}: {one_line(exc)}", file=sys.stderr, flush=True)
         raise SystemExit(2) from None
     except KeyboardInterrupt:
-        print(f"error: {step}: interrupted; nothing was published by the interrupted part, re-run the step", file=sys.stderr)
+        print(f"error: {step}: interrupted; nothing of this step run was published, re-run the step", file=sys.stderr)
         raise SystemExit(130) from None
