@@ -11,18 +11,16 @@ import http.server
 import importlib.util
 import json
 import os
-import signal
 import socketserver
 import sqlite3
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
-import pandas as pd
 import pytest
 
 from anime_recs.artifacts import MANIFEST, ArtifactStore
@@ -345,7 +343,7 @@ import anime_recs.artifacts as artifacts
 point = sys.argv[1]
 def die():
     os.kill(os.getpid(), signal.SIGKILL)
-real_log, real_write, real_tag = artifacts.ArtifactStore.log, artifacts._write_text_atomic, None
+real_log, real_write = artifacts.ArtifactStore.log, artifacts._write_text_atomic
 def log(self, *a, **k):
     version = real_log(self, *a, **k)
     if point == f"after_stage_{len(k['txn'].staged) if k.get('txn') else 0}":
@@ -359,7 +357,6 @@ def write(path, text):
         die()
 artifacts.ArtifactStore.log, artifacts._write_text_atomic = log, write
 sys.argv = ["download.py", "--sample_users", sys.argv[2], "--sample_anime", "40", "--sample_mean_items", "10"]
-sys.path.insert(0, "download")
 import runpy
 runpy.run_path("download/download.py", run_name="__main__")
 """
