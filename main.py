@@ -12,7 +12,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from anime_recs.config import setup_logging
-from anime_recs.errors import UserInputError
+from anime_recs.errors import UserInputError, one_line
 from anime_recs.pipeline import run_pipeline, split_overrides
 
 PROJECT_DIR = Path(__file__).resolve().parent
@@ -26,7 +26,7 @@ def go(config: DictConfig) -> None:
     try:
         run_pipeline(cfg, PROJECT_DIR, Path(hydra.utils.get_original_cwd()))
     except UserInputError as exc:
-        print(f"error: {exc}", file=sys.stderr, flush=True)
+        print(f"error: {one_line(exc)}", file=sys.stderr, flush=True)
         sys.exit(2)
 
 

@@ -12,7 +12,7 @@ import sys
 import pandas as pd
 
 from .artifacts import ArtifactStore
-from .errors import UserInputError
+from .errors import UserInputError, one_line
 from .io import format_table
 
 
@@ -23,9 +23,10 @@ def _list(store: ArtifactStore, name: str | None) -> None:
         versions = store.versions(artifact_name)
         if name and not versions:
             store.get(artifact_name)  # raises the helpful "no artifact named ..." error
-        for i, version in enumerate(versions):
+        latest = store.latest_version(artifact_name)
+        for version in versions:
             rows.append({
-                "artifact": version.ref + (" (latest)" if i == len(versions) - 1 else ""),
+                "artifact": version.ref + (" (latest)" if version.version == latest else ""),
                 "type": version.type,
                 "files": ", ".join(version.files),
                 "MB": round(sum(f["size"] for f in version.files.values()) / 1e6, 2),
@@ -60,7 +61,7 @@ def main(argv: list[str] | None = None) -> None:
             artifact = store.get(args.ref)
             print(artifact.file() if len(artifact.files) == 1 else artifact.path)
     except UserInputError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {one_line(exc)}", file=sys.stderr)
         sys.exit(2)
 
 

@@ -1,4 +1,8 @@
-"""Small typed helpers shared by every entry point: booleans, lists, logging."""
+"""Small typed helpers shared by every entry point: booleans, lists, logging, and the config schema.
+
+:data:`CONFIG_SCHEMA` types and bounds the numeric and boolean keys of ``config/config.yaml``;
+:func:`validate_config` checks a Hydra config against it before any step runs.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,10 @@ from pathlib import Path
 import logging
 import os
 import sys
-from collections.abc import Iterable
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
 
 TRUE_WORDS = {"true", "1", "yes", "y", "on"}
 FALSE_WORDS = {"false", "0", "no", "n", "off"}
@@ -58,14 +65,25 @@ def optional_str(value: str | None) -> str | None:
 
 
 def optional_int(value: str | int | None) -> int | None:
-    """Parse an optional integer (``null``/empty -> ``None``)."""
+    """Parse an optional whole number (``null``/empty -> ``None``; ``1167.0`` -> 1167).
+
+    Raises:
+        argparse.ArgumentTypeError: for a fraction such as ``1167.5`` (never silently cut to 1167) or a non-number.
+    """
     text = optional_str(None if value is None else str(value))
     if text is None:
         return None
     try:
-        return int(float(text))
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"expected an integer or null, got {value!r}") from exc
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        number = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number or null, got {value!r}") from None
+    if not number.is_integer():
+        raise argparse.ArgumentTypeError(f"expected a whole number or null, got {value!r} (ids and counts have no fractions)")
+    return int(number)
 
 
 def optional_float(value: str | float | None) -> float | None:
@@ -159,3 +177,101 @@ def load_group_config(path: str, groups: tuple[str, ...], overrides: str | None 
                 raise UserInputError(f"override {key}: {part} is not an option group")
         node[leaf] = value
     return merged
+
+
+@dataclass(frozen=True)
+class Rule:
+    """The type and bounds of one config value.
+
+    ``kind`` is ``int`` (whole numbers), ``number``, ``bool`` or ``size`` (a fraction
+    in (0, 1) or a whole number of rows >= 1, like ``model.test_size``).
+    """
+
+    kind: str
+    low: float | None = None
+    high: float | None = None
+    optional: bool = False
+    open_low: bool = False
+    open_high: bool = False
+
+    def expected(self) -> str:
+        """What the rule accepts, in words."""
+        if self.kind == "bool":
+            text = "true or false"
+        elif self.kind == "size":
+            text = "a fraction between 0 and 1 (exclusive) or a whole number of rows >= 1"
+        else:
+            text = "a whole number" if self.kind == "int" else "a number"
+            if self.low is not None:
+                text += f" {'>' if self.open_low else '>='} {self.low:g}"
+            if self.high is not None:
+                text += f"{' and' if self.low is not None else ''} {'<' if self.open_high else '<='} {self.high:g}"
+        return text + (" or null" if self.optional else "")
+
+    def accepts(self, value: Any) -> bool:
+        """True when ``value`` (as Hydra parsed it) satisfies the rule."""
+        if value is None:
+            return self.optional
+        if self.kind == "bool":
+            return isinstance(value, bool)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            return False
+        if self.kind == "size":
+            return 0 < value < 1 or (float(value).is_integer() and value >= 1)
+        if self.kind == "int" and not float(value).is_integer():
+            return False
+        below = self.low is not None and (value <= self.low if self.open_low else value < self.low)
+        above = self.high is not None and (value >= self.high if self.open_high else value > self.high)
+        return not (below or above)
+
+
+_COUNT = Rule("int", low=1)
+_NON_NEGATIVE = Rule("int", low=0)
+_FLAG = Rule("bool")
+_USER = Rule("int", low=0, optional=True)
+_POSITIVE = Rule("number", low=0, open_low=True)
+CONFIG_SCHEMA: dict[str, Rule] = {
+    "main.random_seed": _NON_NEGATIVE,
+    **{f"data.{key}": _COUNT for key in ("sample_users", "sample_anime", "sample_mean_items")},
+    "data.num_reviews": _NON_NEGATIVE,
+    "data.download_timeout": _POSITIVE,
+    **{f"data.{key}": _FLAG for key in ("drop_half_watched", "drop_unwatched", "drop_plan", "drop_unrated",
+                                       "save_raw_locally", "save_clean_locally", "from_local")},
+    "model.test_size": Rule("size"),
+    "model.holdout_fraction": Rule("number", low=0, high=1, open_high=True),
+    **{f"model.{key}": _COUNT for key in ("embedding_size", "batch_size", "epochs")},
+    **{f"model.{key}": _NON_NEGATIVE for key in ("rampup_epochs", "sustain_epochs", "patience")},
+    **{f"model.{key}": _POSITIVE for key in ("start_lr", "min_lr", "max_lr")},
+    "model.exp_decay": Rule("number", low=0, high=1, open_low=True),
+    "model.l2_reg_factor": Rule("number", low=0),
+    **{f"model.{key}": _FLAG for key in ("jit_compile", "resume", "TPU_init", "multi_worker")},
+    **{f"similarity.{key}": _COUNT for key in ("a_query_number", "id_query_number")},
+    "similarity.max_ratings": Rule("int", low=1, optional=True),
+    **{f"users.{key}": _USER for key in ("sim_user_query", "prefs_user_query", "user_recs_query")},
+    **{f"users.{key}": _COUNT for key in ("num_faves", "cloud_width", "cloud_height", "recs_n_sim_ID", "user_num_recs")},
+    "users.favorite_percentile": Rule("number", low=0, high=1),
+    "model_recs.model_user_query": _USER,
+    "model_recs.model_num_recs": _COUNT,
+    **{f"model_recs.{key}": Rule("number", low=0, high=10, optional=True) for key in ("min_score", "max_score")},
+    "evaluation.k": _COUNT,
+    "evaluation.relevant_threshold": Rule("number"),
+}
+
+
+def validate_config(cfg: Mapping[str, Any], schema: Mapping[str, Rule] = CONFIG_SCHEMA) -> None:
+    """Check every key of ``schema`` present in ``cfg`` (a resolved Hydra config) before any work starts.
+
+    Raises:
+        UserInputError: naming the first key whose value has the wrong type or is out of range.
+    """
+    from .errors import UserInputError, plain
+
+    for key, rule in schema.items():
+        group, _, name = key.partition(".")
+        section = cfg.get(group)
+        if not isinstance(section, Mapping) or name not in section:
+            continue
+        value = section[name]
+        if not rule.accepts(value):
+            raise UserInputError(f"{key} must be {rule.expected()}, got {plain(value)}; fix it in config/config.yaml "
+                                 f"or on the command line ({key}=...)")

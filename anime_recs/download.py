@@ -2,15 +2,19 @@
 
 Every fetch writes to a temporary name beside the destination and renames it
 into place only when complete, so an interrupted download leaves no file that
-looks finished.
+looks finished. A download has an overall deadline as well as a per-read timeout,
+so a server that trickles bytes cannot hold a step forever. Errors name the
+source as the user gave it, never the temporary copy.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import shutil
 import socket
 import sys
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -20,14 +24,16 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from .data import STATS_COLUMNS
-from .errors import UserInputError
+from .data import STATS_COLUMNS, check_text_table
+from .errors import UserInputError, cut, plain
 from .io import atomic_write
 
 logger = logging.getLogger(__name__)
 
 SAMPLE = "sample"
 CHUNK = 1 << 20
+READ_TIMEOUT = 60.0  # seconds without a byte before a download is given up
+DOWNLOAD_DEADLINE = 3600.0  # seconds a whole download may take (data.download_timeout)
 # The original project's data, for `data=original` (see README).
 ORIGINAL_URLS = {
     "stats_url": "https://github.com/Dyrutter/anime_recommendations/blob/main/data/user_stats.parquet?raw=True",
@@ -57,12 +63,22 @@ def local_path_of(source: str) -> Path:
     return Path(source).expanduser()
 
 
-def fetch(source: str, dest: Path, timeout: float = 60.0, progress: bool = True) -> Path:
+def fetch(source: str, dest: Path, timeout: float = READ_TIMEOUT, progress: bool = True,
+          deadline: float = DOWNLOAD_DEADLINE) -> Path:
     """Copy or download ``source`` to ``dest`` atomically; return ``dest``.
 
+    Args:
+        source: ``http(s)://`` URL, ``file://`` URI or local path.
+        dest: where the file goes.
+        timeout: seconds one read may wait for data.
+        progress: show a progress bar for downloads.
+        deadline: seconds the whole download may take.
+
     Raises:
-        UserInputError: missing file, unreachable URL, HTTP error, empty download.
+        UserInputError: missing file, unreachable URL, HTTP error, an HTML page, deadline passed, empty download.
     """
+    if deadline <= 0:
+        raise UserInputError(f"the download deadline must be > 0 seconds, got {plain(deadline)}; set data.download_timeout")
     kind = source_kind(source)
     if kind == SAMPLE:
         raise UserInputError("'sample' is generated, not fetched")
@@ -74,7 +90,7 @@ def fetch(source: str, dest: Path, timeout: float = 60.0, progress: bool = True)
                 raise UserInputError(f"source file {path} does not exist; fix the path in the config (data.*_url)")
             shutil.copyfile(path, tmp)
         else:
-            _download(source, tmp, timeout, progress)
+            _download(source, tmp, min(timeout, deadline), progress, deadline)
         if tmp.stat().st_size == 0:
             raise UserInputError(f"source {source} is empty; check it")
 
@@ -82,21 +98,29 @@ def fetch(source: str, dest: Path, timeout: float = 60.0, progress: bool = True)
     return dest
 
 
-def _download(url: str, target: Path, timeout: float, progress: bool) -> None:
-    """Stream ``url`` into ``target`` with a progress bar."""
+def _download(url: str, target: Path, timeout: float, progress: bool, deadline: float = DOWNLOAD_DEADLINE) -> None:
+    """Stream ``url`` into ``target`` with a progress bar, within ``deadline`` seconds in all."""
     from tqdm import tqdm
 
     request = urllib.request.Request(url, headers={"User-Agent": "anime-recs/0.1"})
+    ends = time.monotonic() + deadline
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
+            if "html" in (response.headers.get_content_type() or ""):
+                raise UserInputError(f"{url} answered with an HTML page, not a data file; use the link to the raw file "
+                                     "(e.g. GitHub's ?raw=True)")
             total = int(response.headers.get("Content-Length") or 0) or None
             name = Path(urllib.parse.urlparse(url).path).name or url
             with open(target, "wb") as out, tqdm(
-                total=total, unit="B", unit_scale=True, desc=f"download {name}", disable=not progress, file=sys.stderr
+                total=total, unit="B", unit_scale=True, desc=f"download {cut(name, 40)}", disable=not progress, file=sys.stderr
             ) as bar:
-                for chunk in iter(lambda: response.read(CHUNK), b""):
+                # read1 returns what has arrived, so the deadline is checked even while a server trickles bytes.
+                for chunk in iter(lambda: response.read1(CHUNK), b""):
                     out.write(chunk)
                     bar.update(len(chunk))
+                    if time.monotonic() > ends:
+                        raise UserInputError(f"download of {url} did not finish within {deadline:g} s "
+                                             f"({out.tell():,} bytes so far); raise data.download_timeout or use a local copy")
             if total is not None and target.stat().st_size != total:
                 raise UserInputError(f"download of {url} stopped early ({target.stat().st_size} of {total} bytes); try again")
     except urllib.error.HTTPError as exc:
@@ -110,45 +134,79 @@ def _download(url: str, target: Path, timeout: float, progress: bool) -> None:
 RATINGS_ONLY_DEFAULTS = {"watching_status": 2, "watched_episodes": 0}
 
 
-def csv_to_parquet(source: Path, dest: Path, columns: tuple[str, ...] = STATS_COLUMNS, block_size: int = 64 << 20) -> int:
+_CONVERSION = re.compile(r"In CSV column #(\d+): CSV conversion error to (\w+): invalid value '(.*)'", re.S)
+
+
+def _csv_problem(exc: pa.ArrowInvalid, header: list[str]) -> str:
+    """Arrow's CSV error as a column name, the bad value and what was expected."""
+    first = str(exc).strip()
+    match = _CONVERSION.search(first)
+    if match:
+        index = int(match.group(1))
+        column = header[index] if index < len(header) else f"#{index}"
+        return f"column {column} holds {plain(match.group(3))} where whole numbers are expected"
+    return f"is not a valid CSV table ({plain(first.splitlines()[0] if first else type(exc).__name__, 100)})"
+
+
+def csv_to_parquet(source: Path, dest: Path, columns: tuple[str, ...] = STATS_COLUMNS, block_size: int = 64 << 20,
+                   shown: str | None = None) -> int:
     """Convert a (possibly huge) user-stats CSV to parquet in streamed chunks; return rows.
 
     The source is only read; the parquet is written to a temporary name and
     renamed into place when complete. A ratings-only file (``user_id, anime_id,
     rating``) gets ``watching_status`` 2 (completed) and ``watched_episodes`` 0
     (unknown), with a warning: do not use drop_unwatched/drop_half_watched on it.
-    """
-    if not source.is_file():
-        raise UserInputError(f"local file {source} does not exist; fix data.local_fname")
-    header = pacsv.open_csv(source, read_options=pacsv.ReadOptions(block_size=1 << 16)).schema.names
-    filled = {c: v for c, v in RATINGS_ONLY_DEFAULTS.items() if c in columns and c not in header}
-    missing = [c for c in columns if c not in header and c not in filled]
-    if missing:
-        raise UserInputError(f"user stats file {source} lacks column(s) {', '.join(missing)}; it has: {', '.join(header)}")
-    if filled:
-        logger.warning("%s has no %s: treating every row as completed (watching_status 2, watched_episodes 0 = unknown); "
-                       "do not use drop_unwatched or drop_half_watched with it", source.name, " or ".join(filled))
-    present = [c for c in columns if c not in filled]
-    reader = pacsv.open_csv(
-        source,
-        read_options=pacsv.ReadOptions(block_size=block_size),
-        convert_options=pacsv.ConvertOptions(include_columns=present, column_types={c: pa.int64() for c in present}),
-    )
-    schema = pa.schema([(c, pa.int64()) for c in columns])
-    rows = 0
 
-    def convert_into(tmp: Path) -> None:
-        nonlocal rows
-        with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
-            try:
+    Args:
+        source: the CSV file.
+        dest: the parquet file to write.
+        columns: the columns to keep (all int64).
+        block_size: bytes parsed at a time.
+        shown: how the user named the file (URL or path), for messages; default ``source``.
+
+    Raises:
+        UserInputError: a file that is not a UTF-8 CSV table, missing columns, a value that is not a whole number, no rows.
+    """
+    shown = shown or str(source)
+    if not source.is_file():
+        raise UserInputError(f"local file {shown} does not exist; fix data.local_fname")
+    check_text_table(source, "user stats", shown)
+    header: list[str] = []
+    try:
+        header = pacsv.open_csv(source, read_options=pacsv.ReadOptions(block_size=1 << 16)).schema.names
+        filled = {c: v for c, v in RATINGS_ONLY_DEFAULTS.items() if c in columns and c not in header}
+        missing = [c for c in columns if c not in header and c not in filled]
+        if missing:
+            has = cut(", ".join(header), 300)
+            raise UserInputError(f"user stats file {shown} lacks column(s) {', '.join(missing)}; it has: {has}")
+        if filled:
+            logger.warning("%s has no %s: treating every row as completed (watching_status 2, watched_episodes 0 = unknown); "
+                           "do not use drop_unwatched or drop_half_watched with it", shown, " or ".join(filled))
+        present = [c for c in columns if c not in filled]
+        reader = pacsv.open_csv(
+            source,
+            read_options=pacsv.ReadOptions(block_size=block_size),
+            convert_options=pacsv.ConvertOptions(include_columns=present, column_types={c: pa.int64() for c in present}),
+        )
+        schema = pa.schema([(c, pa.int64()) for c in columns])
+        rows = 0
+
+        def convert_into(tmp: Path) -> None:
+            nonlocal rows
+            with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
                 for batch in reader:
                     arrays = [batch.column(c) if c not in filled else pa.array([filled[c]] * batch.num_rows, pa.int64())
                               for c in columns]
                     writer.write_batch(pa.record_batch(arrays, schema=schema))
                     rows += batch.num_rows
                     logger.info("converted %s rows of %s", f"{rows:,}", source.name)
-            except pa.ArrowInvalid as exc:
-                raise UserInputError(f"user stats file {source} has a bad row ({str(exc).splitlines()[0]}); fix or truncate the file") from None
+            if rows == 0:
+                raise UserInputError(f"user stats file {shown} has a header but no rows; check that it is the complete file")
 
-    atomic_write(dest, convert_into)
+        atomic_write(dest, convert_into)
+    except pa.ArrowInvalid as exc:
+        raise UserInputError(f"user stats file {shown}: {_csv_problem(exc, header)}; fix or truncate the file") from None
+    except UnicodeDecodeError as exc:
+        raise UserInputError(f"user stats file {shown} is not UTF-8 text ({exc.reason} at byte {exc.start}); "
+                             "re-save it as UTF-8") from None
     return rows

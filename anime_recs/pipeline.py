@@ -1,6 +1,12 @@
 """The pipeline: which steps exist, their order, and the parameters each gets from the config.
 
 ``main.py`` is a thin Hydra entry point around :func:`run_pipeline`.
+
+Within one pipeline run the steps never hand files to each other through
+``name:latest``: after each step, the exact versions it published (its ``output.<name>``
+tags) replace ``name:latest`` in the parameters of the later steps, and each later
+step's recorded inputs (``input.<name>`` parameters) are checked against them. So two
+pipelines sharing one store never consume each other's outputs.
 """
 
 from __future__ import annotations
@@ -15,10 +21,10 @@ from pathlib import Path
 from typing import Any
 
 from .artifacts import ROOT_ENV, default_root
-from .config import str_to_list
+from .config import str_to_list, validate_config
 from .download import source_kind
 from .errors import UserInputError
-from .tracking import PARENT_RUN_ENV, WANDB_MODE_ENV, resolve_wandb_mode
+from .tracking import PARENT_RUN_ENV, WANDB_MODE_ENV, ensure_tracking_store, resolve_wandb_mode
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +69,7 @@ def download_params(cfg: Config, base: Path, workdir: Path) -> dict[str, Any]:
         "sample_users": d["sample_users"],
         "sample_anime": d["sample_anime"],
         "sample_mean_items": d["sample_mean_items"],
+        "download_timeout": d["download_timeout"],
         "random_seed": cfg["main"]["random_seed"],
     }
 
@@ -264,6 +271,7 @@ def configure_environment(cfg: Config, base: Path) -> None:
 def run_pipeline(cfg: Config, project_dir: Path, base: Path) -> list[str]:
     """Run the chosen steps through ``mlflow.run`` under one parent run; return the child run ids."""
     steps = parse_steps(cfg["main"]["execute_steps"])
+    validate_config(cfg)
     env_manager = str(cfg["main"]["env_manager"])
     if env_manager not in ENV_MANAGERS:
         raise UserInputError(f"unknown main.env_manager {env_manager!r}; choose from: {', '.join(ENV_MANAGERS)}")
@@ -274,34 +282,88 @@ def run_pipeline(cfg: Config, project_dir: Path, base: Path) -> list[str]:
         return _run_steps(cfg, steps, params, project_dir, env_manager)
 
 
+def pin_inputs(params: Mapping[str, Any], produced: Mapping[str, str]) -> dict[str, Any]:
+    """Replace every ``name:latest`` parameter by the exact ``name:vN`` this pipeline run produced.
+
+    Args:
+        params: a step's parameters.
+        produced: artifact name -> ``name:vN`` published by the earlier steps of this run.
+
+    Returns:
+        The parameters, pinned; references to artifacts this run did not produce stay as given.
+    """
+    pinned = dict(params)
+    for key, value in params.items():
+        if isinstance(value, str):
+            name, sep, version = value.rpartition(":")
+            if sep and version == "latest" and name in produced:
+                pinned[key] = produced[name]
+    return pinned
+
+
+def check_inputs(step: str, used: Mapping[str, str], pinned: Mapping[str, str]) -> None:
+    """Check that a step consumed the versions the pipeline pinned for it.
+
+    Args:
+        step: the step's name (for the message).
+        used: artifact name -> ``name:vN`` the step recorded (its ``input.<name>`` parameters).
+        pinned: artifact name -> ``name:vN`` the pipeline passed to it.
+
+    Raises:
+        UserInputError: the step used another version than the one this run produced.
+    """
+    wrong = [f"{used[name]} instead of {ref}" for name, ref in pinned.items() if name in used and used[name] != ref]
+    if wrong:
+        raise UserInputError(f"step {step} consumed {', '.join(wrong)} produced by this pipeline run; its outputs are not "
+                             "trustworthy: check that the step passes its input parameters to use_artifact")
+
+
+def _run_record(client: Any, run_id: str) -> tuple[dict[str, str], dict[str, str]]:
+    """A finished step run's outputs (``output.<name>`` tags) and inputs (``input.<name>`` params)."""
+    data = client.get_run(run_id).data
+    outputs = {k.removeprefix("output."): v for k, v in data.tags.items() if k.startswith("output.")}
+    inputs = {k.removeprefix("input."): v for k, v in data.params.items() if k.startswith("input.")}
+    return outputs, inputs
+
+
 def _run_steps(cfg: Config, steps: list[str], params: dict[str, dict[str, Any]], project_dir: Path, env_manager: str) -> list[str]:
-    """Submit each step with ``mlflow.run`` under one parent run, tagging the nesting."""
+    """Submit each step with ``mlflow.run`` under one parent run, pinning what earlier steps produced."""
     import mlflow
     from mlflow.tracking import MlflowClient
 
+    ensure_tracking_store()
     if "MLFLOW_RUN_ID" not in os.environ:
         mlflow.set_experiment(str(cfg["main"]["experiment_name"]))
     child_runs = []
+    produced: dict[str, str] = {}
+    client = MlflowClient()
     with mlflow.start_run(run_name="pipeline") as parent:
         os.environ[PARENT_RUN_ENV] = parent.info.run_id
         mlflow.set_tag("anime_recs.steps", ",".join(steps))
         print(f"pipeline run {parent.info.run_id}: steps {', '.join(steps)}; artifacts in {os.environ[ROOT_ENV]}", flush=True)
         for step in steps:
             uri, version = step_uri(step, cfg, project_dir)
-            print(f"\n=== step {step} ===", flush=True)
+            step_params = pin_inputs(params[step], produced)
+            pinned = {ref.rpartition(":")[0]: ref for key, ref in step_params.items() if ref != params[step][key]}
+            print(f"\n=== step {step} ===" + (f" (inputs from this run: {', '.join(pinned.values())})" if pinned else ""), flush=True)
             submitted = mlflow.run(
                 uri,
                 entry_point="main",
                 version=version,
-                parameters=params[step],
+                parameters=step_params,
                 env_manager=env_manager,
                 experiment_id=parent.info.experiment_id,
                 run_name=step,
                 synchronous=False,
             )
             # Tag at once so the UI nests the step while it runs, whatever the step code does.
-            MlflowClient().set_tag(submitted.run_id, "mlflow.parentRunId", parent.info.run_id)
+            client.set_tag(submitted.run_id, "mlflow.parentRunId", parent.info.run_id)
             child_runs.append(submitted.run_id)
             if not submitted.wait():
                 raise UserInputError(f"step {step} failed (MLflow run {submitted.run_id}); see its error above")
+            outputs, inputs = _run_record(client, submitted.run_id)
+            check_inputs(step, inputs, pinned)
+            produced.update(outputs)
+            for name, ref in outputs.items():
+                client.set_tag(parent.info.run_id, f"output.{name}"[:250], ref)
     return child_runs

@@ -88,8 +88,14 @@ def preprocess(
         per rule (``rule, rows_removed, rows_left``) and the scaling used.
 
     Raises:
-        UserInputError: when a rule removes every row, or ratings have no spread.
+        UserInputError: no input rows, a negative ``num_reviews``, a rule that removes every row,
+            or ratings with no spread.
     """
+    if options.num_reviews < 0:
+        raise UserInputError(f"num_reviews must be >= 0 (0 keeps every user), got {options.num_reviews}; set data.num_reviews")
+    if len(stats) == 0:
+        raise UserInputError("the user stats have no rows, so there is nothing to preprocess; re-run the download step "
+                             "with a file that has ratings")
     if options.drop_half_watched and anime is None:
         raise UserInputError("drop_half_watched needs the all-anime table (episode counts)")
     report: list[tuple[str, int, int]] = [("input", 0, len(stats))]

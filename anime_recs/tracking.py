@@ -8,10 +8,16 @@ Every step script calls :func:`run_step`, which
   (``auto``: online when an API key is configured, else offline; ``online``,
   ``offline``, ``disabled``), grouped by ``WANDB_PROJECT`` / ``WANDB_RUN_GROUP``;
 - hands the step a :class:`StepContext` whose ``use_artifact`` records the exact
-  input versions as run parameters and whose ``log_artifact`` publishes to the
-  artifact store, the MLflow run and the W&B run;
+  input versions as run parameters and whose ``log_artifact`` stages outputs in one
+  artifact-store transaction per step run;
+- commits that transaction when the step body returns, so a step's outputs become
+  visible together (and are then logged to the MLflow run as ``output.<name>`` tags
+  and files, and to the W&B run) or, if it fails or is killed, never;
 - turns a :class:`~anime_recs.errors.UserInputError` into one line on stderr
   and exit status 2.
+
+:func:`ensure_tracking_store` creates a fresh MLflow sqlite store safely when
+several processes start at once.
 """
 
 from __future__ import annotations
@@ -28,7 +34,8 @@ from typing import Any
 
 from .artifacts import ArtifactStore, ArtifactVersion
 from .config import setup_logging
-from .errors import UserInputError
+from .errors import UserInputError, one_line
+from .locking import file_lock
 
 logger = logging.getLogger(__name__)
 
@@ -74,6 +81,7 @@ class StepContext:
         self._wandb_mode = wandb_mode
         self.inputs: dict[str, str] = {}
         self.outputs: dict[str, str] = {}
+        self.txn = store.begin()
         self._tmp = tempfile.TemporaryDirectory(prefix=f"anime_recs_{step}_")
         self.workdir = Path(self._tmp.name)
 
@@ -99,20 +107,30 @@ class StepContext:
         metadata: dict[str, Any] | None = None,
         move: bool = False,
     ) -> ArtifactVersion:
-        """Publish outputs to the store, the MLflow run and the W&B run."""
-        artifact = self.store.log(name, type, files, description, metadata, move=move)
-        self.outputs[name] = artifact.ref
-        self._mlflow.set_tag(f"output.{name}"[:250], artifact.ref)
-        self._mlflow.log_artifacts(str(artifact.path), artifact_path=name)
-        if self._wandb_run is not None:
-            import wandb
+        """Stage an output in the step's transaction; it is published when the step body returns.
 
-            wb_artifact = wandb.Artifact(name, type=type, description=description, metadata=metadata or {})
-            for filename in artifact.files:
-                wb_artifact.add_file(str(artifact.path / filename), name=filename)
-            self._wandb_run.log_artifact(wb_artifact)
-        print(f"published {artifact.ref}  ({type}: {', '.join(artifact.files)})", flush=True)
+        The returned version's files can be read at once; other readers see it
+        (and the MLflow and W&B runs get it) only after :meth:`commit`.
+        """
+        artifact = self.store.log(name, type, files, description, metadata, move=move, txn=self.txn)
+        self.outputs[name] = artifact.ref
         return artifact
+
+    def commit(self) -> None:
+        """Publish every staged output at once, then record them on the MLflow and W&B runs."""
+        self.txn.commit()
+        for artifact in self.txn.staged:
+            self._mlflow.set_tag(f"output.{artifact.name}"[:250], artifact.ref)
+            self._mlflow.log_artifacts(str(artifact.path), artifact_path=artifact.name)
+            if self._wandb_run is not None:
+                import wandb
+
+                wb_artifact = wandb.Artifact(artifact.name, type=artifact.type, description=artifact.description,
+                                             metadata=artifact.metadata)
+                for filename in artifact.files:
+                    wb_artifact.add_file(str(artifact.path / filename), name=filename)
+                self._wandb_run.log_artifact(wb_artifact)
+            print(f"published {artifact.ref}  ({artifact.type}: {', '.join(artifact.files)})", flush=True)
 
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
         """Log numeric metrics to MLflow (and W&B)."""
@@ -130,8 +148,42 @@ class StepContext:
             self._mlflow.log_params(fresh)
 
     def close(self) -> None:
-        """Remove the step's scratch folder."""
+        """Drop what was staged but not committed, and remove the step's scratch folder."""
+        self.txn.abort()
         self._tmp.cleanup()
+
+
+# What processes racing to create the tables of a fresh sqlite store run into (seen with 2-4 processes).
+_CREATION_RACE = ("already exists", "database is locked", "duplicate column name", "Online migration expected")
+
+
+def ensure_tracking_store(attempts: int = 6) -> None:
+    """Create the MLflow sqlite store (tables and migrations) once, safely under concurrency.
+
+    MLflow creates a fresh sqlite store without a lock, so two processes starting
+    together can both run its migrations and one fails with ``table
+    _alembic_tmp_experiments already exists``. Here the creation runs under a file
+    lock beside the database (``mlflow.db.lock``), and a process that still meets the
+    race (e.g. against an ``mlflow`` command outside this project) waits and retries.
+    Other tracking stores are left to MLflow.
+    """
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    uri = mlflow.get_tracking_uri()
+    if not uri.startswith("sqlite:///"):
+        return
+    db = Path(uri[len("sqlite:///"):].split("?", 1)[0]).expanduser()
+    with file_lock(db.with_name(db.name + ".lock")):
+        for attempt in range(attempts):
+            try:
+                MlflowClient(uri).search_experiments(max_results=1)
+                return
+            except Exception as exc:  # noqa: BLE001 - sqlalchemy's OperationalError, possibly wrapped by MLflow
+                if attempt == attempts - 1 or not any(text in str(exc) for text in _CREATION_RACE):
+                    raise
+                logger.info("MLflow store %s is being created by another process; retrying", db)
+                time.sleep(0.5 * (attempt + 1))
 
 
 def _start_wandb(step: str, params: dict[str, Any], mode: str, store: ArtifactStore) -> Any | None:
@@ -163,6 +215,7 @@ def run_step(step: str, params: dict[str, Any], body: Callable[[StepContext], An
 
         store = ArtifactStore()
         mode = resolve_wandb_mode()
+        ensure_tracking_store()
         with mlflow.start_run(run_name=step) as run:
             parent = os.environ.get(PARENT_RUN_ENV)
             if parent and parent != run.info.run_id:
@@ -173,6 +226,7 @@ def run_step(step: str, params: dict[str, Any], body: Callable[[StepContext], An
             try:
                 ctx.log_params(params)
                 result = body(ctx)
+                ctx.commit()
                 ctx.log_metrics({"step_seconds": time.perf_counter() - started})
             finally:
                 ctx.close()
@@ -181,8 +235,8 @@ def run_step(step: str, params: dict[str, Any], body: Callable[[StepContext], An
         logger.info("%s finished in %.1f s", step, time.perf_counter() - started)
         return result
     except UserInputError as exc:
-        print(f"error: {step}: {exc}", file=sys.stderr, flush=True)
+        print(f"error: {step}: {one_line(exc)}", file=sys.stderr, flush=True)
         raise SystemExit(2) from None
     except KeyboardInterrupt:
-        print(f"error: {step}: interrupted; nothing was published by the interrupted part, re-run the step", file=sys.stderr)
+        print(f"error: {step}: interrupted; nothing of this step run was published, re-run the step", file=sys.stderr)
         raise SystemExit(130) from None

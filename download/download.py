@@ -24,6 +24,7 @@ def parse_args(argv: list[str] | None = None):
     parser.add_argument("--sample_users", type=int, default=2000, help="users in the embedded sample")
     parser.add_argument("--sample_anime", type=int, default=800, help="anime in the embedded sample")
     parser.add_argument("--sample_mean_items", type=int, default=90, help="mean list entries per user in the sample")
+    parser.add_argument("--download_timeout", type=float, default=3600.0, help="seconds a download may take in all")
     parser.add_argument("--random_seed", type=int, default=42, help="seed of the embedded sample")
     return parser.parse_args(argv)
 
@@ -37,7 +38,7 @@ def main(argv: list[str] | None = None) -> None:
     ]
     size = SampleSize(args.sample_users, args.sample_anime, args.sample_mean_items, args.random_seed)
     run_step("download", vars(args), lambda ctx: run_download(
-        ctx, files, size, args.from_local, args.local_fname, args.save_raw_locally, args.raw_dir))
+        ctx, files, size, args.from_local, args.local_fname, args.save_raw_locally, args.raw_dir, args.download_timeout))
 
 
 if __name__ == "__main__":

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..data import is_parquet, validate_file
-from ..download import SAMPLE, csv_to_parquet, fetch, source_kind
-from ..errors import UserInputError
+from ..download import DOWNLOAD_DEADLINE, SAMPLE, csv_to_parquet, fetch, source_kind
+from ..errors import UserInputError, plain
 from ..io import write_csv, write_parquet
 from ..sample import make_sample
 from ..tracking import StepContext
@@ -42,6 +42,16 @@ class SampleSize:
     mean_items: int = 90
     seed: int = 42
 
+    def check(self) -> None:
+        """Refuse sizes below 1 before anything is generated.
+
+        Raises:
+            UserInputError: naming the option (``data.sample_users`` ...).
+        """
+        for option, value in (("sample_users", self.n_users), ("sample_anime", self.n_anime), ("sample_mean_items", self.mean_items)):
+            if value < 1:
+                raise UserInputError(f"data.{option} must be at least 1, got {plain(value)}; set the size of the embedded sample")
+
 
 def _url_suffix(source: str) -> str:
     path = urllib.parse.urlparse(source).path if source_kind(source) == "http" else source
@@ -68,14 +78,19 @@ def run_download(
     local_fname: str = "",
     save_raw_locally: bool = False,
     raw_dir: str = "local_data/raw",
+    download_timeout: float = DOWNLOAD_DEADLINE,
 ) -> dict[str, str]:
     """Fetch/generate, validate every file, then publish all of them; return their refs.
 
     Nothing is published unless every file validates, so bad input never
-    creates a new artifact version.
+    creates a new artifact version; messages name each file as it was given.
     """
     workdir = ctx.workdir
-    sampled = _materialise_sample(files, sample_size, workdir) if any(f.source.strip().lower() == SAMPLE for f in files) else {}
+    shown: dict[str, str] = {}
+    sampled = {}
+    if any(f.source.strip().lower() == SAMPLE for f in files):
+        sample_size.check()
+        sampled = _materialise_sample(files, sample_size, workdir)
     fetched: dict[str, Path] = {}
     for raw in files:
         if raw.kind == "stats" and from_local:
@@ -87,23 +102,26 @@ def run_download(
             else:
                 print(f"converting {source} to parquet in chunks …", flush=True)
                 target = workdir / "user_stats.parquet"
-                csv_to_parquet(source, target)
+                csv_to_parquet(source, target, shown=local_fname)
                 fetched[raw.kind] = target
+            shown[raw.kind] = local_fname
         elif raw.kind in sampled:
             fetched[raw.kind] = sampled[raw.kind]
+            shown[raw.kind] = f"sample {raw.kind}"
         else:
             target = workdir / f"{raw.kind}_download{_url_suffix(raw.source)}"
             print(f"fetching {raw.kind} from {raw.source}", flush=True)
-            fetch(raw.source, target)
+            fetch(raw.source, target, deadline=download_timeout)
             if raw.kind == "stats" and not is_parquet(target):
                 converted = workdir / "user_stats.parquet"
-                csv_to_parquet(target, converted)
+                csv_to_parquet(target, converted, shown=raw.source)
                 target = converted
             fetched[raw.kind] = target
+            shown[raw.kind] = raw.source
 
     rows = {}
     for raw in files:
-        rows[raw.kind] = validate_file(raw.kind, fetched[raw.kind])
+        rows[raw.kind] = validate_file(raw.kind, fetched[raw.kind], shown[raw.kind])
         print(f"validated {raw.kind}: {rows[raw.kind]:,} rows", flush=True)
 
     refs = {}

@@ -34,8 +34,13 @@ def run_preprocess(
     clean_dir: str = "local_data/clean",
 ) -> str:
     """Load, clean, scale and publish; return the published ``name:vN``."""
-    stats = load_stats(ctx.use_artifact(raw_stats, raw_type).file())
-    anime = load_anime(ctx.use_artifact(all_anime, raw_type).file()) if options.drop_half_watched else None
+    stats_artifact = ctx.use_artifact(raw_stats, raw_type)
+    stats = load_stats(stats_artifact.file(), shown=stats_artifact.ref)
+    if options.drop_half_watched:
+        anime_artifact = ctx.use_artifact(all_anime, raw_type)
+        anime = load_anime(anime_artifact.file(), shown=anime_artifact.ref)
+    else:
+        anime = None
     clean, report, scaling = preprocess(stats, options, anime)
     print_table(report, "rows removed by each rule")
     ctx.log_metrics({f"removed_{row.rule}": row.rows_removed for row in report.itertuples() if row.rule != "input"})
