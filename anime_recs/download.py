@@ -23,10 +23,12 @@ import pyarrow.parquet as pq
 from .data import STATS_COLUMNS
 from .errors import UserInputError
 from .io import atomic_write
+from .mal.source import is_mal_source
 
 logger = logging.getLogger(__name__)
 
 SAMPLE = "sample"
+MAL_API = "mal-api"
 CHUNK = 1 << 20
 # The original project's data, for `data=original` (see README).
 ORIGINAL_URLS = {
@@ -37,16 +39,18 @@ ORIGINAL_URLS = {
 
 
 def source_kind(source: str) -> str:
-    """``sample``, ``http`` or ``file`` for a configured source string."""
+    """``sample``, ``mal-api``, ``http`` or ``file`` for a configured source string."""
     text = str(source).strip()
     if text.lower() == SAMPLE:
         return SAMPLE
+    if is_mal_source(text):  # a finished `anime-recs mal refresh` folder, read by the download step
+        return MAL_API
     scheme = urllib.parse.urlparse(text).scheme.lower()
     if scheme in ("http", "https"):
         return "http"
     if scheme in ("", "file") or len(scheme) == 1:  # len 1: a Windows drive letter
         return "file"
-    raise UserInputError(f"unsupported source {text!r}: use an http(s):// URL, a file:// URI, a local path or 'sample'")
+    raise UserInputError(f"unsupported source {text!r}: use an http(s):// URL, a file:// URI, a local path, mal-api:FOLDER or 'sample'")
 
 
 def local_path_of(source: str) -> Path:
