@@ -102,7 +102,8 @@ def format_duration(seconds: Any, episodes: Any) -> str:
     if total <= 0:
         return UNKNOWN
     hours, minutes, secs = total // 3600, total % 3600 // 60, total % 60
-    parts = [f"{hours} hr."] * bool(hours) + [f"{minutes} min."] * bool(minutes) + [f"{secs} sec."] * bool(secs and not hours)
+    # Seconds only show for clips under a minute (the 2020 file has no "min. … sec.").
+    parts = [f"{hours} hr."] * bool(hours) + [f"{minutes} min."] * bool(minutes) + [f"{secs} sec."] * bool(total < 60)
     return " ".join(parts) + ("" if episodes == 1 else " per ep.")
 
 
