@@ -223,3 +223,51 @@ def entries_from_stats(stats: pd.DataFrame, titles: dict[int, str]) -> list[dict
              "list_status": {"status": names[int(s)], "score": int(r), "num_episodes_watched": int(e), "is_rewatching": False,
                              "updated_at": "2024-01-01T00:00:00+00:00"}}
             for a, r, s, e in stats[["anime_id", "rating", "watching_status", "watched_episodes"]].itertuples(index=False)]
+
+
+@dataclass
+class World:
+    """A fake service filled from the embedded sample, plus anime that are new since the "current" data."""
+
+    fake: FakeMal
+    names: list[str]  # user names, fan000 … (user k of the sample is fan{k:03d})
+    sample: Any  # anime_recs.sample.SampleData: the "current" data
+    new_ids: list[int]
+
+
+def sample_world(client_id: str, n_users: int, n_anime: int, mean_items: int, seed: int = 7, n_new: int = 2,
+                 new_fans_every: int = 2) -> World:
+    """Serve the sample's anime and users through the fake API; add ``n_new`` anime of spring 2025.
+
+    Every ``new_fans_every``-th user has completed the new anime with a 9, so they can be learned.
+    """
+    from anime_recs.sample import make_sample
+
+    sample = make_sample(n_users, n_anime, mean_items, seed)
+    synopses = dict(zip(sample.synopses["MAL_ID"], sample.synopses["sypnopsis"], strict=True))
+    anime = {int(row["MAL_ID"]): node_from_row(row, synopses.get(row["MAL_ID"], "")) for _, row in sample.all_anime.iterrows()}
+    first_new = int(sample.all_anime["MAL_ID"].max()) + 1000
+    new_ids = list(range(first_new, first_new + n_new))
+    for k, anime_id in enumerate(new_ids):
+        row = sample.all_anime.iloc[k].copy()
+        row["MAL_ID"], row["Name"], row["English name"] = anime_id, f"Fresh Anime {k + 1}", f"Fresh Anime {k + 1}"
+        anime[anime_id] = node_from_row(row, f"A show from 2025, number {k + 1}.", year=2025, season="spring")
+    titles = {i: node["title"] for i, node in anime.items()}
+    users = {}
+    for user_id, rows in sample.stats.groupby("user_id"):
+        entries = entries_from_stats(rows, titles)
+        if int(user_id) % new_fans_every == 0:
+            entries += [{"node": {"id": i, "title": titles[i]},
+                         "list_status": {"status": "completed", "score": 9, "num_episodes_watched": 12}} for i in new_ids]
+        users[f"fan{int(user_id):03d}"] = entries
+    fake = FakeMal(client_id=client_id, anime=anime, seasons={(2025, "winter"): [], (2025, "spring"): new_ids}, users=users,
+                   ranking=sorted(anime)[:5])
+    return World(fake, sorted(users), sample, new_ids)
+
+
+def files_containing(root: Any, secret: str) -> list[str]:
+    """Every file under ``root`` whose bytes contain ``secret``."""
+    from pathlib import Path
+
+    needle = secret.encode()
+    return [str(p) for p in Path(root).rglob("*") if p.is_file() and needle in p.read_bytes()]
