@@ -39,7 +39,7 @@ from ..artifacts import ArtifactStore
 from ..data import load_anime
 from ..errors import UserInputError
 from ..io import write_csv, write_json, write_parquet
-from .checkpoint import JsonlLog, UserIds, private_dir, read_user_names
+from .checkpoint import JsonlLog, UserIds, private_dir
 from .client import SEASONS, MalClient, MalError, MalForbidden, MalNotFound
 from .mapping import ANIME_FIELDS, anime_frames, list_rows, stats_frame
 
