@@ -193,3 +193,12 @@ def test_help_documents_every_option() -> None:
     for action in refresh._actions:
         assert action.help and action.help != argparse.SUPPRESS, action.option_strings
     assert "MAL_CLIENT_ID" in out.stdout and "myanimelist.net/apiconfig" in out.stdout and "mal-api:" in out.stdout
+
+
+def test_an_answer_about_another_anime_fails_cleanly(world: World, tmp_path: Path) -> None:
+    # Regression guard: a wrong or shapeless answer must end as "failed", not as a traceback or a wrong row.
+    first = world.sample.all_anime["MAL_ID"].iloc[0]
+    world.fake.anime[int(first)] = {**world.fake.anime[int(first)], "id": 999_999}
+    refresh = run_refresh(world, tmp_path / "mal", [], anime_ids=(int(first), int(world.sample.all_anime["MAL_ID"].iloc[1])))
+    assert counts(refresh)["anime"]["failed"] == 1 and counts(refresh)["anime"]["fetched"] == 1
+    assert 999_999 not in set(pd.read_csv(tmp_path / "mal" / "all_anime.csv")["MAL_ID"])

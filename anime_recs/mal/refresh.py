@@ -40,7 +40,7 @@ from ..data import load_anime
 from ..errors import UserInputError
 from ..io import write_csv, write_json, write_parquet
 from .checkpoint import JsonlLog, UserIds, private_dir
-from .client import SEASONS, MalClient, MalError, MalForbidden, MalNotFound
+from .client import SEASONS, MalClient, MalError, MalForbidden, MalNotFound, MalRequestFailed
 from .mapping import ANIME_FIELDS, anime_frames, list_rows, stats_frame
 
 logger = logging.getLogger(__name__)
@@ -153,7 +153,9 @@ class Refresh:
             for key in todo:
                 try:
                     record = {log.key_field: key, "status": "ok", **fetch(key)}
-                except MalError as exc:
+                except UserInputError:
+                    raise  # a rejected client id: nothing else will work either
+                except (MalError, KeyError, TypeError, ValueError) as exc:  # the last three: an answer of an unexpected shape
                     status = next((s for kind, s in skips.items() if isinstance(exc, kind)), None)
                     if status is None:
                         count.failed += 1
@@ -204,8 +206,13 @@ class Refresh:
         if self.options.list_anime:
             for record in self.users.records.values():
                 wanted.update(dict.fromkeys(row[0] for row in record.get("rows", ())))
-        self._phase("anime", sorted(wanted), self.anime, lambda anime_id: {"node": self.client.anime(anime_id, ANIME_FIELDS)},
-                    {MalNotFound: "not_found"})
+        def fetch(anime_id: int) -> dict[str, Any]:
+            node = self.client.anime(anime_id, ANIME_FIELDS)
+            if node.get("id") != anime_id:
+                raise MalRequestFailed(f"/anime/{anime_id}: the answer is about anime {node.get('id')!r}")
+            return {"node": node}
+
+        self._phase("anime", sorted(wanted), self.anime, fetch, {MalNotFound: "not_found"})
 
     def run(self) -> dict[str, Any]:
         """Fetch what the checkpoints lack, then write the raw files; return the manifest."""
