@@ -27,10 +27,12 @@ import pyarrow.parquet as pq
 from .data import STATS_COLUMNS, check_text_table
 from .errors import UserInputError, cut, plain
 from .io import atomic_write
+from .mal.source import is_mal_source
 
 logger = logging.getLogger(__name__)
 
 SAMPLE = "sample"
+MAL_API = "mal-api"
 CHUNK = 1 << 20
 READ_TIMEOUT = 60.0  # seconds without a byte before a download is given up
 DOWNLOAD_DEADLINE = 3600.0  # seconds a whole download may take (data.download_timeout)
@@ -43,16 +45,18 @@ ORIGINAL_URLS = {
 
 
 def source_kind(source: str) -> str:
-    """``sample``, ``http`` or ``file`` for a configured source string."""
+    """``sample``, ``mal-api``, ``http`` or ``file`` for a configured source string."""
     text = str(source).strip()
     if text.lower() == SAMPLE:
         return SAMPLE
+    if is_mal_source(text):  # a finished `anime-recs mal refresh` folder, read by the download step
+        return MAL_API
     scheme = urllib.parse.urlparse(text).scheme.lower()
     if scheme in ("http", "https"):
         return "http"
     if scheme in ("", "file") or len(scheme) == 1:  # len 1: a Windows drive letter
         return "file"
-    raise UserInputError(f"unsupported source {text!r}: use an http(s):// URL, a file:// URI, a local path or 'sample'")
+    raise UserInputError(f"unsupported source {text!r}: use an http(s):// URL, a file:// URI, a local path, mal-api:FOLDER or 'sample'")
 
 
 def local_path_of(source: str) -> Path:

@@ -22,7 +22,8 @@ from typing import Any
 
 from .artifacts import ROOT_ENV, default_root
 from .config import str_to_list, validate_config
-from .download import source_kind
+from .download import MAL_API, source_kind
+from .mal import source as mal_source
 from .errors import UserInputError
 from .tracking import PARENT_RUN_ENV, WANDB_MODE_ENV, ensure_tracking_store, resolve_wandb_mode
 
@@ -43,6 +44,8 @@ def _abs(path: str, base: Path) -> str:
 def _source(value: str, base: Path) -> str:
     if source_kind(value) == "file" and not str(value).startswith("file:"):
         return _abs(value, base)
+    if source_kind(value) == MAL_API:
+        return mal_source.absolute(value, base)
     return str(value)
 
 

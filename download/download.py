@@ -13,7 +13,8 @@ def parse_args(argv: list[str] | None = None):
     """Command-line options (MLproject passes every one)."""
     parser = make_parser(__doc__.splitlines()[0])
     for kind, default_name in (("stats", "user_stats.parquet"), ("all_anime", "all_anime.csv"), ("synopses", "synopses.csv")):
-        parser.add_argument(f"--{kind}_url", default="sample", help=f"{kind} source: 'sample', an http(s) URL, a file:// URI or a local path")
+        parser.add_argument(f"--{kind}_url", default="sample", help=f"{kind} source: 'sample', an http(s) URL, a file:// URI, a local path, "
+                            "or mal-api:FOLDER (a finished `anime-recs mal refresh --out FOLDER`)")
         parser.add_argument(f"--{kind}_artifact", default=default_name, help=f"artifact name for the {kind} file")
         parser.add_argument(f"--{kind}_type", default="raw_data", help=f"artifact type for the {kind} file")
         parser.add_argument(f"--{kind}_description", default=f"raw {kind} file", help=f"artifact description for the {kind} file")

@@ -13,9 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..data import is_parquet, validate_file
-from ..download import DOWNLOAD_DEADLINE, SAMPLE, csv_to_parquet, fetch, source_kind
+from ..download import DOWNLOAD_DEADLINE, MAL_API, SAMPLE, csv_to_parquet, fetch, source_kind
 from ..errors import UserInputError, plain
 from ..io import write_csv, write_parquet
+from ..mal import source as mal_source
 from ..sample import make_sample
 from ..tracking import StepContext
 
@@ -109,9 +110,12 @@ def run_download(
             fetched[raw.kind] = sampled[raw.kind]
             shown[raw.kind] = f"sample {raw.kind}"
         else:
-            target = workdir / f"{raw.kind}_download{_url_suffix(raw.source)}"
-            print(f"fetching {raw.kind} from {raw.source}", flush=True)
-            fetch(raw.source, target, deadline=download_timeout)
+            source = raw.source
+            if source_kind(source) == MAL_API:  # the file of this kind in a finished `anime-recs mal refresh` folder
+                source = str(mal_source.refreshed_file(source, raw.kind))
+            target = workdir / f"{raw.kind}_download{_url_suffix(source)}"
+            print(f"fetching {raw.kind} from {source}", flush=True)
+            fetch(source, target, deadline=download_timeout)
             if raw.kind == "stats" and not is_parquet(target):
                 converted = workdir / "user_stats.parquet"
                 csv_to_parquet(target, converted, shown=raw.source)
@@ -132,6 +136,8 @@ def run_download(
         metadata = {"source": source, "rows": rows[raw.kind]}
         if raw.kind in sampled:
             metadata.update(sample_size.__dict__)
+        if source_kind(raw.source) == MAL_API:
+            metadata.update(mal_source.metadata(raw.source))
         artifact = ctx.log_artifact(raw.artifact, raw.type, {name_inside: path}, raw.description, metadata)
         refs[raw.kind] = artifact.ref
         ctx.log_metrics({f"rows_{raw.kind}": rows[raw.kind]})
