@@ -307,7 +307,9 @@ class _CheckpointStore:
     def read_state(self) -> dict[str, Any] | None:
         file = self.path(STATE_JSON)
         if not file.exists():
-            logger.warning("resume=True but %s does not exist: training from scratch", file)
+            # Checkpoints are kept only by runs that had model.resume=true (the others write to scratch space).
+            logger.warning("model.resume=true but no checkpoint exists for this input and configuration (%s); "
+                           "only runs with model.resume=true keep checkpoints: training from scratch", file)
             return None
         state = json.loads(file.read_text())
         for key, value in self.identity.items():
@@ -412,7 +414,8 @@ class _EpochTracker:
             model.load_weights(self.store.path(BEST_WEIGHTS))
             self.best_weights = model.get_weights()
         model.load_weights(self.store.path(LAST_WEIGHTS))
-        logger.info("resuming after epoch %d from %s", self.start_epoch - 1, self.store.directory)
+        # Progress lines count epochs from 1, so the last completed epoch is start_epoch in their numbering.
+        logger.info("resuming after epoch %d from %s", self.start_epoch, self.store.directory)
         return self.store.load_arrays(LAST_OPTIMIZER)
 
     def result(self, model: keras.Model) -> TrainResult:

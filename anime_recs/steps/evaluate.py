@@ -16,6 +16,7 @@ from typing import Any
 
 import pandas as pd
 
+from ..config import validate_config
 from ..evaluation import FamilyModel, GlobalMean, Popularity, SimilarUsersModel, UserItemBias, evaluate_models, protocol_split
 from ..models import build_model
 from ..io import print_table, write_csv
@@ -28,6 +29,7 @@ logger = logging.getLogger(__name__)
 def run_evaluate(ctx: StepContext, input_data: str, input_type: str, model_cfg: dict[str, Any], relevant_threshold: float,
                  k: int, output: str, output_type: str, seed: int) -> str:
     """Split, fit every model, log metrics to MLflow and publish the table."""
+    validate_config({"model": model_cfg})  # e.g. model.test_size=1.5 when the step runs on its own
     artifact = ctx.use_artifact(input_data, input_type)
     scaling = Scaling(**artifact.metadata["scaling"])
     frame = pd.read_parquet(artifact.file(), columns=["user_id", "anime_id", "rating"])

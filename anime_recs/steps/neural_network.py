@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..config import validate_config
 from ..errors import UserInputError
 from ..io import print_table, write_csv, write_json, write_parquet
 from ..models import Interactions, RecommenderModel, build_model
@@ -78,6 +79,7 @@ def _checkpoint_dir(ctx: StepContext, input_ref: str, params: dict[str, Any], re
 
 def run_neural_network(ctx: StepContext, input_data: str, input_type: str, model_cfg: dict[str, Any], seed: int) -> dict[str, str]:
     """Fit the configured model family on the preprocessed artifact and publish it (see the module docstring)."""
+    validate_config({"model": model_cfg})  # e.g. model.test_size=1.5 when the step runs on its own
     artifact = ctx.use_artifact(input_data, input_type)
     if "scaling" not in artifact.metadata:
         raise UserInputError(f"{artifact.ref} has no rating scaling in its metadata; re-run the preprocess step")
