@@ -216,21 +216,32 @@ STEPS: dict[str, Callable[[Config, Path, Path], dict[str, Any]]] = {
 }
 
 
+#: Keys whose comma-separated value is one list, never a sweep.
+LIST_VALUED_KEYS = ("main.execute_steps",)
+_SWEEP_FUNCTIONS = ("choice(", "range(", "interval(", "glob(", "tag(", "sort(", "shuffle(")
+
+
 def split_overrides(argv: list[str]) -> list[str]:
     """Split arguments holding several overrides; keep values with spaces or commas whole.
 
     MLflow passes ``-P hydra_options="a=1 b='x y'"`` as one argument; Hydra wants one
     override per argument. Values are re-quoted for Hydra's grammar so that
     ``'Silent Mobius'`` stays one string and ``'download,preprocess'`` is not a sweep.
+    Under ``-m`` / ``--multirun`` a comma list (``model.ranking.l2_per_count=40,80``) and
+    Hydra's sweep functions (``choice(...)``, ``range(...)``) are sweeps and stay as
+    they are, except for the list-valued ``main.execute_steps``.
     """
     try:
         tokens = [t for arg in argv for t in shlex.split(arg)]
     except ValueError as exc:
         raise UserInputError(f"cannot parse the overrides {' '.join(argv)!r} ({exc}); check the quotes") from None
+    multirun = any(t in ("-m", "--multirun") for t in tokens)
     overrides = []
     for token in tokens:
         key, sep, value = token.partition("=")
-        if sep and any(c in value for c in " ,") and not value.startswith(("[", "{", "'", '"')):
+        sweep = multirun and key.lstrip("+~") not in LIST_VALUED_KEYS and (
+            (" " not in value and "," in value) or value.startswith(_SWEEP_FUNCTIONS))
+        if sep and not sweep and any(c in value for c in " ,") and not value.startswith(("[", "{", "'", '"')):
             value = "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
         overrides.append(f"{key}{sep}{value}")
     return overrides

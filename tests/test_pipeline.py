@@ -215,3 +215,12 @@ def test_split_overrides_keeps_quoted_values_whole() -> None:
     assert split_overrides([""]) == []
     with pytest.raises(UserInputError, match="check the quotes"):
         split_overrides(["a='unclosed"])
+
+
+def test_split_overrides_leaves_multirun_sweeps_to_hydra() -> None:
+    # Regression: `python main.py -m model.embedding_size=32,64` used to become one job with the string '32,64'.
+    from anime_recs.pipeline import split_overrides
+
+    argv = ["-m", "model.ranking.l2_per_count=40,80", "main.execute_steps=download,preprocess", "model.rating.k=choice(20,40)"]
+    assert split_overrides(argv) == ["-m", "model.ranking.l2_per_count=40,80", "main.execute_steps='download,preprocess'",
+                                     "model.rating.k=choice(20,40)"]
