@@ -40,7 +40,10 @@ __all__ = ["FAMILIES", "DEFAULT_FAMILY", "Interactions", "RecommenderModel", "bu
 #: Keys of the ``model`` group shared by every family (config/config.yaml), not options of one family.
 PIPELINE_KEYS = frozenset({"family", "test_size", "holdout_fraction", "resume", "TPU_init", "TPU_address", "multi_worker",
                            "model_artifact", "weights_artifact", "history_csv", "loss_plot", "embeddings_artifact",
-                           "val_fraction", "seed"})
+                           "val_fraction", "seed",
+                           # the nn_arts group travels with the model group to the neural_network step
+                           "model_type", "weights_type", "history_type", "figure_type", "embeddings_type", "main_model",
+                           "main_weights_art", "main_history", "main_embeddings"})
 
 
 def family_options(family: str, config: Mapping[str, Any]) -> dict[str, Any]:
