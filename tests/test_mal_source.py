@@ -105,7 +105,6 @@ def test_pipeline_runs_on_refreshed_data_and_recommends_a_new_anime(tmp_path: Pa
     non_fan = int(rated[rated.index % 2 == 1].idxmax())  # odd users have not seen the new anime; this one survives preprocess
     overrides = (f"main.execute_steps='download,preprocess,neural_network,model_recs' "
                  f"data.stats_url={source} data.all_anime_url={source} data.synopses_url={source} data.num_reviews=3 "
-                 f"model.epochs=3 model.embedding_size=16 model.batch_size=256 model.jit_compile=false "
                  f"model_recs.model_user_query={non_fan} model_recs.model_ID_flow=false "
                  f"model_recs.model_num_recs=100 main.wandb_mode=disabled")
     result = mlflow_run(str(REPO), work, "-P", f"hydra_options={overrides}", timeout=600)
