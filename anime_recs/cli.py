@@ -1,5 +1,6 @@
-"""The ``anime-recs`` command: inspect the artifact store, refresh data from MyAnimeList.
+"""The ``anime-recs`` command: ask for recommendations, inspect the artifact store, refresh data from MyAnimeList.
 
+    anime-recs similar NAME | recommend --user ID | users --user ID | serve   (see anime_recs.query)
     anime-recs artifacts list [NAME]
     anime-recs artifacts path NAME[:VERSION]
     anime-recs mal refresh [--out DIR] [--anime-ids-from ...] [--since-year YEAR] [--users FILE] ...
@@ -15,6 +16,7 @@ import pandas as pd
 from .artifacts import ArtifactStore
 from .errors import UserInputError, one_line
 from .io import format_table
+from . import query
 from .mal import cli as mal_cli
 
 
@@ -44,7 +46,7 @@ def _list(store: ArtifactStore, name: str | None) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``anime-recs`` console script."""
-    parser = argparse.ArgumentParser(prog="anime-recs", description="Inspect the anime_recs artifact store; refresh the data from MyAnimeList.",
+    parser = argparse.ArgumentParser(prog="anime-recs", description="Ask the trained model for recommendations; inspect the artifact store; refresh the data from MyAnimeList.",
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--root", default=None, help="artifact store folder (default: $ANIME_RECS_ARTIFACTS, else artifacts/ beside mlflow.db, else ./artifacts)")
     commands = parser.add_subparsers(dest="group", required=True)
@@ -55,11 +57,14 @@ def main(argv: list[str] | None = None) -> None:
     path_cmd = actions.add_parser("path", help="print the folder (or only file) of NAME[:VERSION] after checking its hashes")
     path_cmd.add_argument("ref", help="NAME, NAME:vN or NAME:latest")
     mal_cli.add_commands(commands)
+    query.add_commands(commands)
     args = parser.parse_args(argv)
     store = ArtifactStore(args.root)
     try:
         if args.group == "mal":
             sys.exit(mal_cli.run(args, args.root))
+        elif args.group != "artifacts":
+            query.main_exit(args, args.root)
         elif args.action == "list":
             _list(store, args.name)
         else:
