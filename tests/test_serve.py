@@ -112,7 +112,7 @@ def test_page_and_openapi_are_served(served: SimpleNamespace) -> None:
 
 def _cli(root: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "anime_recs.cli", "--root", str(root), *args], capture_output=True, text=True,
-                          timeout=120)
+                          timeout=120, check=False)
 
 
 def test_query_commands(served: SimpleNamespace, tmp_path: Path) -> None:

@@ -171,7 +171,7 @@ def recommend_new_user(
         {"Predicted rating": np.asarray(scored.predicted, np.float64)[top], "Rank score": scores[top],
          "Explanation": _explain(rec, top, rows, values)},
     )
-    frame.attrs.update({"used": int(len(rows)), "skipped": skipped, "model_family": rec.model.family})
+    frame.attrs.update({"used": len(rows), "skipped": skipped, "model_family": rec.model.family})
     return rec._note_short(frame, n, int(mask.sum()), "no more unlisted anime pass the filters")
 
 
