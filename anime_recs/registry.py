@@ -79,8 +79,8 @@ def promotion_gate(ctx: StepContext, ndcg: float, k: int) -> dict[str, float]:
     if promoted:
         client.set_registered_model_alias(NAME, "champion", challenger.version)
     verdict = "promoted to champion" if promoted else f"kept champion version {champion.version}"  # type: ignore[union-attr]
-    print(f"promotion gate: challenger version {challenger.version} nDCG@{k} {ndcg:.4f} vs champion {best:.4f}: {verdict}",
-          flush=True)
+    against = "no champion yet" if math.isnan(best) else f"champion {best:.4f}"
+    print(f"promotion gate: challenger version {challenger.version} nDCG@{k} {ndcg:.4f} vs {against}: {verdict}", flush=True)
     metrics: dict[str, Any] = {f"gate.challenger_ndcg_at_{k}": ndcg, f"gate.champion_ndcg_at_{k}": best,
                                "gate.promoted": float(promoted)}
     ctx.log_metrics({key: value for key, value in metrics.items() if not math.isnan(value)})

@@ -22,6 +22,8 @@ Other params: ``n``, ``genres`` / ``types`` (comma-separated), ``min_score`` / `
 from __future__ import annotations
 
 import logging
+import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -131,7 +133,11 @@ def log_pyfunc_model(model_dir: Path, ratings: Path, anime: Path, synopses: Path
     example = pd.DataFrame({"query": [str(example_user)], "rating": [np.nan]})
     service = Service.from_files(model_dir, ratings, anime, synopses, version)
     output = answer_frame(service, example, PARAMS)
-    signature = infer_signature(example, output, params=PARAMS)
+    with warnings.catch_warnings():  # "integer columns cannot hold missing values": ids and ranks never miss
+        warnings.simplefilter("ignore", UserWarning)
+        signature = infer_signature(example, output, params=PARAMS)
+    # One line per registration in the step's output, not a progress bar per artifact file.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     info = mlflow.pyfunc.log_model(name="anime_recs", python_model=AnimeRecsPyfunc(), artifacts=artifacts,
                                    signature=signature, input_example=example, model_config={"version": version},
                                    registered_model_name=REGISTERED_NAME)
