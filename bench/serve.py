@@ -31,7 +31,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.query import GENRES, SIGMOID_HEAD, _unit_rows, make_anime, make_ratings  # noqa: E402
+from bench.query import GENRES, SIGMOID_HEAD, _unit_rows, make_anime, make_ratings
 
 logger = logging.getLogger("bench.serve")
 
