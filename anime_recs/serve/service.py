@@ -45,19 +45,17 @@ def check_n(n: object) -> int:
 
 
 def records(frame: pd.DataFrame, columns: Iterable[str] | None = None) -> list[dict[str, Any]]:
-    """Rows as JSON-ready dicts (NaN -> None, numpy scalars -> Python)."""
-    shown = frame if columns is None else frame[[c for c in columns if c in frame.columns]]
-    out = []
-    for row in shown.to_dict("records"):
-        clean = {}
-        for key, value in row.items():
-            if isinstance(value, np.generic):
-                value = value.item()
-            if isinstance(value, float) and not math.isfinite(value):
-                value = None
-            clean[str(key)] = value
-        out.append(clean)
-    return out
+    """Rows as JSON-ready dicts (NaN -> None, numpy scalars -> Python).
+
+    Column by column (``Series.tolist`` gives Python scalars): ``DataFrame.to_dict("records")``
+    costs ~20 ms on ten rows of arrow-backed strings, more than the query itself.
+    """
+    names = [c for c in (frame.columns if columns is None else columns) if c in frame.columns]
+    values = []
+    for name in names:
+        column = frame[name].tolist()
+        values.append([None if isinstance(v, float) and not math.isfinite(v) else v for v in column])
+    return [dict(zip(map(str, names), row)) for row in zip(*values)] if names else [{} for _ in range(len(frame))]
 
 
 @dataclass(frozen=True)
