@@ -73,10 +73,18 @@ class Service:
     @classmethod
     def from_files(cls, model_dir: Path, ratings: Path, anime: Path, synopses: Path | None, version: str) -> Service:
         """Build from a saved model folder and the data files it was trained on."""
+        from .ann import ANN_MIN_USERS, IndexedRecommender
+
         model = load_model(Path(model_dir))
         frame = pd.read_parquet(ratings)
         syn = load_synopses(synopses) if synopses is not None else None
-        return cls(AnimeRecommender(model=model, ratings=frame, anime=load_anime(anime), synopses=syn), version)
+        rec = IndexedRecommender(model=model, ratings=frame, anime=load_anime(anime), synopses=syn)
+        if rec.n_users >= ANN_MIN_USERS:  # exact search reads every user vector per query; see .ann
+            try:
+                rec.attach_user_index()
+            except ImportError:
+                logger.warning("faiss is not installed: similar-users search stays exact (%d users)", rec.n_users)
+        return cls(rec, version)
 
     # -- queries: each returns a dict ready for JSON ------------------------------------------
     def similar_anime(self, anime: int | str, n: int = 10, genres: list[str] | None = None,
