@@ -1,5 +1,6 @@
-"""The ``anime-recs`` command: inspect the artifact store, refresh data from MyAnimeList.
+"""The ``anime-recs`` command: ask for recommendations, inspect the artifact store, refresh data from MyAnimeList.
 
+    anime-recs similar NAME | recommend --user ID | users --user ID | serve   (see anime_recs.query)
     anime-recs artifacts list [NAME]
     anime-recs artifacts path NAME[:VERSION]
     anime-recs mal refresh [--out DIR] [--anime-ids-from ...] [--since-year YEAR] [--users FILE] ...
@@ -13,7 +14,7 @@ import sys
 
 import pandas as pd
 
-from . import tuning
+from . import query, tuning
 from .artifacts import ArtifactStore
 from .errors import UserInputError, one_line
 from .io import format_table
@@ -46,7 +47,7 @@ def _list(store: ArtifactStore, name: str | None) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``anime-recs`` console script."""
-    parser = argparse.ArgumentParser(prog="anime-recs", description="Inspect the anime_recs artifact store; refresh the data from MyAnimeList.",
+    parser = argparse.ArgumentParser(prog="anime-recs", description="Ask the trained model for recommendations; inspect the artifact store; refresh the data from MyAnimeList.",
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--root", default=None, help="artifact store folder (default: $ANIME_RECS_ARTIFACTS, else artifacts/ beside mlflow.db, else ./artifacts)")
     commands = parser.add_subparsers(dest="group", required=True)
@@ -58,6 +59,7 @@ def main(argv: list[str] | None = None) -> None:
     path_cmd.add_argument("ref", help="NAME, NAME:vN or NAME:latest")
     mal_cli.add_commands(commands)
     tuning.add_command(commands)
+    query.add_commands(commands)
     args = parser.parse_args(argv)
     store = ArtifactStore(args.root)
     try:
@@ -65,6 +67,8 @@ def main(argv: list[str] | None = None) -> None:
             sys.exit(mal_cli.run(args, args.root))
         elif args.group == "tune":
             sys.exit(tuning.run_cli(args.family, args.grid, args.datasets, args.data_dir, args.write))
+        elif args.group != "artifacts":
+            query.main_exit(args, args.root)
         elif args.action == "list":
             _list(store, args.name)
         else:

@@ -192,7 +192,8 @@ class Catalogue:
             return self.names.lookup(query)
         if is_integer(query):
             mal_id = int(query)  # type: ignore[call-overload]
-            if self._rows_of(np.array([mal_id]))[0] < 0:
+            # Regression: an id beyond int64 (e.g. typed into the HTTP API) raised OverflowError, a 500.
+            if not 0 <= mal_id < 2**63 or self._rows_of(np.array([mal_id]))[0] < 0:
                 raise UserInputError(
                     f"unknown anime id {mal_id}: not in the anime table ({len(self._meta):,} anime, MAL_IDs "
                     f"{self._mal_sorted[0]}..{self._mal_sorted[-1]}); query by name or use random_anime()"

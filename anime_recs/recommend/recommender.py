@@ -226,9 +226,10 @@ class AnimeRecommender(Catalogue, UserRatings):
 
     @staticmethod
     def _coerce_user(user_id: object) -> int:
-        if is_integer(user_id):
+        # Regression: ids beyond int64 overflowed numpy lookups (a 500 in the HTTP API); they are unknown ids.
+        if is_integer(user_id) and abs(int(user_id)) < 2**63:  # type: ignore[call-overload]
             return int(user_id)  # type: ignore[call-overload]
-        if isinstance(user_id, str) and user_id.strip().lstrip("-").isdigit():
+        if isinstance(user_id, str) and user_id.strip().lstrip("-").isdigit() and abs(int(user_id.strip())) < 2**63:
             return int(user_id.strip())
         raise UserInputError(f"a user id must be an integer, got {user_id!r}")
 

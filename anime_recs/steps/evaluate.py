@@ -54,4 +54,8 @@ def run_evaluate(ctx: StepContext, input_data: str, input_type: str, model_cfg: 
     path = write_csv(table, ctx.workdir / output)
     metadata = {"checksum": split.checksum, "train_rows": len(split.train), "test_rows": len(split.test),
                 "relevant_threshold": relevant_threshold, "k": k}
-    return ctx.log_artifact(output, output_type, {output: path}, f"Protocol metrics of our {model_cfg.get('family', 'hybrid')} model and baselines", metadata).ref
+    ref = ctx.log_artifact(output, output_type, {output: path}, f"Protocol metrics of our {model_cfg.get('family', 'hybrid')} model and baselines", metadata).ref
+    from ..registry import promotion_gate  # champion moves only when the new model is not worse
+
+    promotion_gate(ctx, float(table.set_index("model").loc["ours", f"nDCG@{k}"]), k)
+    return ref

@@ -182,4 +182,8 @@ def _publish(ctx: StepContext, model_cfg: dict[str, Any], model: RecommenderMode
     refs = {}
     for key, type_key, files, description in outputs:
         refs[key] = ctx.log_artifact(str(model_cfg[key]), str(model_cfg[type_key]), files, description, metadata).ref
+    if model_cfg.get("register", True):  # the pyfunc model in the MLflow Model Registry (anime_recs@challenger)
+        from ..registry import register_trained_model
+
+        refs.update(register_trained_model(ctx, out / "bundle", refs["embeddings_artifact"], int(model.users.ids[0])))
     return refs

@@ -1,0 +1,187 @@
+"""Recommendations for someone the model has never seen, from a rating list or a MyAnimeList export.
+
+Three ways in, one way out:
+
+- :func:`ratings_from_csv`: a CSV with ``anime_id`` (MAL_ID) or ``name`` and ``rating``;
+- :func:`ratings_from_mal_xml`: MyAnimeList's XML export (``<myanimelist><anime>`` with
+  ``series_animedb_id``, ``my_score`` and ``my_status``). A score of 0 means "not
+  rated": such anime are excluded from the recommendations but carry no rating;
+- :func:`ratings_from_pairs`: ``(anime, rating)`` pairs, anime by MAL_ID or name.
+
+:func:`recommend_new_user` folds the ratings into the model
+(:func:`anime_recs.models.foldin.fold_in`), ranks every anime the user did not list
+through the same filters as :meth:`AnimeRecommender.recommend_by_model`, and explains
+each recommendation by the liked anime closest to it ("like Cowboy Bebop (you: 9)").
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import xml.etree.ElementTree as ET
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from ..errors import UserInputError, cut
+from ..models.foldin import fold_in
+from ..topk import top_k
+from .catalogue import check_count
+from .recommender import AnimeRecommender
+
+logger = logging.getLogger(__name__)
+
+#: Most ratings one request may carry (a MyAnimeList list is rarely above a few thousand).
+MAX_RATINGS = 20_000
+
+
+@dataclass(frozen=True)
+class RatingList:
+    """A new user's ratings, anime by MAL_ID or name, on the data's rating scale.
+
+    Attributes:
+        anime: MAL_ID (int) or name (str) per rating.
+        ratings: The ratings, one per entry of ``anime``.
+        also_seen: MAL_IDs listed without a rating (excluded from recommendations only).
+    """
+
+    anime: list[int | str]
+    ratings: list[float]
+    also_seen: list[int] = field(default_factory=list)
+
+
+def ratings_from_pairs(pairs: Iterable[tuple[int | str, float]]) -> RatingList:
+    """A :class:`RatingList` from ``(anime, rating)`` pairs."""
+    items = list(pairs)
+    if len(items) > MAX_RATINGS:
+        raise UserInputError(f"{len(items):,} ratings is too many; send at most {MAX_RATINGS:,}")
+    return RatingList([a for a, _ in items], [float(r) for _, r in items])
+
+
+def ratings_from_csv(text: str | bytes) -> RatingList:
+    """Parse a rating-list CSV: columns ``anime_id`` (or ``MAL_ID``) or ``name``, and ``rating``.
+
+    Raises:
+        UserInputError: unreadable CSV, missing columns, or non-numeric ratings.
+    """
+    raw = text.decode("utf-8", "replace") if isinstance(text, bytes) else text
+    try:
+        frame = pd.read_csv(io.StringIO(raw), dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise UserInputError(f"the rating list is not a readable CSV ({cut(str(exc))})") from None
+    columns = {c.strip().lower(): c for c in frame.columns}
+    key = next((columns[c] for c in ("anime_id", "mal_id", "name") if c in columns), None)
+    if key is None or "rating" not in columns:
+        raise UserInputError(f"the rating list needs columns anime_id (or name) and rating; it has {list(frame.columns)}")
+    values = pd.to_numeric(frame[columns["rating"]].str.strip(), errors="coerce")
+    if values.isna().any():
+        bad = frame[columns["rating"]][values.isna()].iloc[0]
+        raise UserInputError(f"rating {cut(str(bad))!r} is not a number; give ratings such as 8 or 6.5")
+    anime: list[int | str] = [int(v) if v.strip().isdigit() and key != columns.get("name") else v
+                              for v in frame[key].astype(str)]
+    return ratings_from_pairs(zip(anime, values.tolist()))
+
+
+def ratings_from_mal_xml(data: str | bytes) -> RatingList:
+    """Parse a MyAnimeList XML export; ``my_score`` 0 (not rated) only marks the anime as seen.
+
+    Raises:
+        UserInputError: not XML, or XML that is not a MyAnimeList anime list.
+    """
+    try:
+        root = ET.fromstring(data)
+    except ET.ParseError as exc:
+        raise UserInputError(f"the file is not valid XML ({exc}); export your list from MyAnimeList") from None
+    entries = root.findall("anime")
+    if root.tag != "myanimelist" or not entries:
+        raise UserInputError("the XML is not a MyAnimeList anime list export (<myanimelist> with <anime> entries)")
+    anime, ratings, seen = [], [], []
+    for entry in entries:
+        mal_id, score = entry.findtext("series_animedb_id", ""), entry.findtext("my_score", "0")
+        if not mal_id.strip().isdigit():
+            raise UserInputError(f"an <anime> entry has series_animedb_id {cut(mal_id)!r}; expected a MAL_ID")
+        try:
+            value = float(score)
+        except ValueError:
+            raise UserInputError(f"anime {mal_id.strip()} has my_score {cut(score)!r}; expected 0-10") from None
+        if value > 0:
+            anime.append(int(mal_id))
+            ratings.append(value)
+        else:
+            seen.append(int(mal_id))
+    if len(anime) > MAX_RATINGS:
+        raise UserInputError(f"{len(anime):,} ratings is too many; send at most {MAX_RATINGS:,}")
+    return RatingList(anime, ratings, seen)
+
+
+def _resolve(rec: AnimeRecommender, ratings: RatingList) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
+    """Model rows and ratings of the listed anime the model knows; rows of every listed anime; skipped names."""
+    if not ratings.anime:
+        raise UserInputError("the rating list is empty; rate at least one anime")
+    mal_ids = np.array([rec.resolve_anime(a) for a in ratings.anime], np.int64)
+    rows = rec.anime_encoder.transform(mal_ids, missing="minus_one")
+    known = rows >= 0
+    skipped = [str(a) for a, ok in zip(ratings.anime, known) if not ok]
+    if not known.any():
+        raise UserInputError("the model knows none of the rated anime (too few ratings in training); rate more popular anime")
+    seen_ids = np.asarray(ratings.also_seen, np.int64)
+    seen_rows = rec.anime_encoder.transform(seen_ids, missing="minus_one") if len(seen_ids) else np.empty(0, np.int64)
+    listed = np.concatenate([rows[known], seen_rows[seen_rows >= 0]]).astype(np.int64)
+    return rows[known].astype(np.int64), np.asarray(ratings.ratings, np.float64)[known], listed, skipped
+
+
+def recommend_new_user(
+    rec: AnimeRecommender,
+    ratings: RatingList,
+    n: int = 10,
+    genres: str | Iterable[str] | None = None,
+    types: str | Iterable[str] | None = None,
+    min_score: float | None = None,
+    max_score: float | None = None,
+) -> pd.DataFrame:
+    """The anime a new user (known only by ``ratings``) should watch next.
+
+    Args:
+        rec: The recommender over a fitted model.
+        ratings: The user's ratings (raw scale) and other listed anime.
+        n: How many.
+        genres, types, min_score, max_score: Filters as in :meth:`AnimeRecommender.recommend_by_model`.
+
+    Returns:
+        Columns ``MAL_ID, Name, Predicted rating, Rank score, Explanation``, then the
+        metadata columns; best first. ``attrs`` holds ``used`` (ratings folded in) and
+        ``skipped`` (listed anime the model has no row for).
+
+    Raises:
+        UserInputError: empty list, unknown anime/genre/type, ratings off the scale, bad ``n``.
+    """
+    n = check_count(n, "n")
+    rows, values, listed, skipped = _resolve(rec, ratings)
+    scored = fold_in(rec.model, rows, values)
+    scores = np.asarray(scored.rank_scores, np.float64)
+    unseen = np.ones(rec.n_anime, dtype=bool)
+    unseen[listed] = False
+    steps = [("unseen", unseen), *rec._filter_steps(genres, types, min_score, max_score, "emb")]
+    mask = rec._apply(rec._emb_has_meta & np.isfinite(scores), steps, "anime")
+    top = top_k(scores, n, mask)
+    frame = rec._anime_frame(
+        rec._rows_of(rec._emb_anime_ids[top]),
+        {"Predicted rating": np.asarray(scored.predicted, np.float64)[top], "Rank score": scores[top],
+         "Explanation": _explain(rec, top, rows, values)},
+    )
+    frame.attrs.update({"used": len(rows), "skipped": skipped, "model_family": rec.model.family})
+    return rec._note_short(frame, n, int(mask.sum()), "no more unlisted anime pass the filters")
+
+
+def _explain(rec: AnimeRecommender, top: np.ndarray, rows: np.ndarray, values: np.ndarray) -> list[str]:
+    """Per recommendation, the best-rated listed anime closest to it (cosine of item representations)."""
+    if len(top) == 0:
+        return []
+    best = values >= np.max(values) - 1.0  # the user's favourites explain best
+    anchors, anchor_values = rows[best], values[best]
+    sims = rec._A[top] @ rec._A[anchors].T
+    pick = np.argmax(sims, axis=1)
+    names = rec._eng_arr[rec._rows_of(rec._emb_anime_ids[anchors[pick]])]
+    return [f"like {name} (you: {value:g})" for name, value in zip(names, anchor_values[pick])]

@@ -1,0 +1,189 @@
+"""``anime-recs serve``: the recommenders over HTTP (FastAPI), plus a small page that uses them.
+
+Endpoints (OpenAPI at ``/docs``, the spec at ``/openapi.json``):
+
+========================================================  ==============================================
+``GET  /api/info``                                        loaded version, family, genres, types
+``GET  /api/search?q=``                                   anime names for search-as-you-type
+``GET  /api/anime/similar?anime=``                        similar anime (MAL_ID or forgiving name)
+``GET  /api/users/{user_id}/similar``                     similar users with their favourites
+``GET  /api/users/{user_id}/recommendations``             the model's recommendations
+``GET  /api/users/{user_id}/similar-user-recommendations`` what similar users favour ("7 of 10")
+``GET  /api/users/{user_id}/preferences``                 favourite anime, genres, sources
+``POST /api/new-user/recommendations``                    fold-in from a JSON list of ratings
+``POST /api/new-user/mal-export``                         fold-in from an uploaded MyAnimeList XML export
+========================================================  ==============================================
+
+Bad input is a 404 (unknown user or anime) or 422 with ``{"detail": "<one line>"}``,
+never a 500. Every response carries the model ``version`` it was computed with; the
+model is loaded once and swapped when a newer one is published (:mod:`.holder`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import FastAPI, File, Query, Request, UploadFile
+from fastapi import Path as PathParam
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel, Field
+
+from ..config import str_to_list
+from ..errors import UserInputError, one_line
+from ..recommend.newuser import MAX_RATINGS, ratings_from_mal_xml, ratings_from_pairs
+from .holder import ModelHolder
+from .service import MAX_N, Service
+
+logger = logging.getLogger(__name__)
+
+#: Largest MAL export accepted (a list of ~20,000 anime is about 10 MB).
+MAX_UPLOAD_BYTES = 20 << 20
+_NOT_FOUND = ("unknown user id", "unknown anime id", "no anime named")
+
+
+class Problem(BaseModel):
+    """Why a request failed, in one line."""
+
+    detail: str
+
+
+class Rating(BaseModel):
+    """One rated anime."""
+
+    anime: int | str = Field(description="MAL_ID or name (forgiving of case, accents and symbols)")
+    rating: float = Field(description="on the data's scale (1-10 for MyAnimeList)", allow_inf_nan=False)
+
+
+class NewUserRequest(BaseModel):
+    """Ratings of someone the model has never seen, and the filters of their recommendations."""
+
+    ratings: list[Rating] = Field(max_length=MAX_RATINGS)
+    n: int = Field(10, ge=1, le=MAX_N)
+    genres: list[str] = Field(default_factory=list, description="keep anime with ANY of these genres")
+    types: list[str] = Field(default_factory=list, description="keep anime of these types (TV, Movie, ...)")
+    min_score: float | None = Field(None, allow_inf_nan=False)
+    max_score: float | None = Field(None, allow_inf_nan=False)
+
+
+ERRORS: dict[int | str, dict[str, Any]] = {404: {"model": Problem, "description": "unknown user or anime"},
+                                           422: {"model": Problem, "description": "bad input (one-line reason)"}}
+N = Annotated[int, Query(ge=1, le=MAX_N, description="how many results")]
+UserId = Annotated[int, PathParam(ge=0, le=2**62, description="a user id the model was trained on")]
+Listed = Annotated[list[str], Query(description="repeat or comma-separate")]
+Score = Annotated[float | None, Query(allow_inf_nan=False)]
+
+
+def _flat(values: list[str]) -> list[str]:
+    return [item for value in values for item in str_to_list(value)]
+
+
+def _problem(status: int, message: object) -> JSONResponse:
+    return JSONResponse({"detail": one_line(message, 500)}, status_code=status)
+
+
+def create_app(holder: ModelHolder) -> FastAPI:
+    """The FastAPI app answering from ``holder``'s current model version."""
+    app = FastAPI(title="anime_recs", version="1", description="Anime recommendations from MyAnimeList ratings. "
+                  "Every answer names the model version it came from.")
+
+    @app.exception_handler(UserInputError)
+    async def user_error(_: Request, exc: UserInputError) -> JSONResponse:
+        text = str(exc)
+        return _problem(404 if text.startswith(_NOT_FOUND) else 422, text)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
+        return _problem(422, f"{where}: {first.get('msg', 'invalid input')}")
+
+    @app.exception_handler(Exception)
+    async def unexpected(_: Request, exc: Exception) -> JSONResponse:
+        logger.exception("unexpected error")  # a bug: logged in full, answered in one line
+        return _problem(500, f"internal error ({type(exc).__name__}); the server log has the details")
+
+    def ask(question: Callable[[Service], dict[str, Any]]) -> dict[str, Any]:
+        return question(holder.current())  # one version per response, whatever reloads meanwhile
+
+    @app.get("/api/info", responses=ERRORS)
+    def info() -> dict[str, Any]:
+        """Loaded model version, family, sizes, genres and types."""
+        return ask(lambda s: s.info())
+
+    @app.get("/api/search", responses=ERRORS)
+    def search(q: Annotated[str, Query(max_length=200, description="what was typed so far")], n: N = 8) -> dict[str, Any]:
+        """Anime whose names start with (or are spelt close to) ``q``."""
+        return ask(lambda s: s.search(q, n))
+
+    @app.get("/api/anime/similar", responses=ERRORS)
+    def similar_anime(anime: Annotated[str, Query(max_length=200, description="MAL_ID or name")], n: N = 10,
+                      genres: Listed = [], types: Listed = []) -> dict[str, Any]:  # noqa: B006 - FastAPI copies defaults
+        """Anime most similar to ``anime`` (cosine of the model's item representations)."""
+        return ask(lambda s: s.similar_anime(anime, n, _flat(genres), _flat(types)))
+
+    @app.get("/api/users/{user_id}/similar", responses=ERRORS)
+    def similar_users(user_id: UserId, n: N = 10, num_faves: N = 10) -> dict[str, Any]:
+        """Users most similar to ``user_id``, with their favourite anime."""
+        return ask(lambda s: s.similar_users(user_id, n, num_faves))
+
+    @app.get("/api/users/{user_id}/recommendations", responses=ERRORS)
+    def recommendations(user_id: UserId, n: N = 10, genres: Listed = [], types: Listed = [],  # noqa: B006
+                        min_score: Score = None, max_score: Score = None) -> dict[str, Any]:
+        """Unseen anime the model ranks highest for ``user_id``, with predicted ratings."""
+        return ask(lambda s: s.recommend(user_id, n, _flat(genres), _flat(types), min_score, max_score))
+
+    @app.get("/api/users/{user_id}/similar-user-recommendations", responses=ERRORS)
+    def similar_user_recommendations(user_id: UserId, n: N = 10, n_similar: N = 10,
+                                     genres: Listed = []) -> dict[str, Any]:  # noqa: B006
+        """Unseen anime the most similar users favour, with "k of n similar users"."""
+        return ask(lambda s: s.recommend_from_similar_users(user_id, n, n_similar, _flat(genres)))
+
+    @app.get("/api/users/{user_id}/preferences", responses=ERRORS)
+    def preferences(user_id: UserId,
+                    favorite_percentile: Annotated[float, Query(ge=0, le=1)] = 0.8) -> dict[str, Any]:
+        """The user's favourite anime and how often each genre and source occurs among them."""
+        return ask(lambda s: s.preferences(user_id, favorite_percentile))
+
+    @app.post("/api/new-user/recommendations", responses=ERRORS)
+    def new_user(body: NewUserRequest) -> dict[str, Any]:
+        """Recommendations for someone the model has never seen, from their ratings (fold-in, no retraining)."""
+        ratings = ratings_from_pairs((r.anime, r.rating) for r in body.ratings)
+        return ask(lambda s: s.new_user(ratings, body.n, body.genres, body.types, body.min_score, body.max_score))
+
+    @app.post("/api/new-user/mal-export", responses=ERRORS)
+    async def new_user_mal(file: Annotated[UploadFile, File(description="animelist.xml exported from MyAnimeList")],
+                           n: N = 10, genres: Listed = [], types: Listed = []) -> dict[str, Any]:  # noqa: B006
+        """Recommendations from an uploaded MyAnimeList XML export (scores of 0 only mark anime as seen)."""
+        data = await file.read(MAX_UPLOAD_BYTES + 1)
+        if len(data) > MAX_UPLOAD_BYTES:
+            raise UserInputError(f"the export is larger than {MAX_UPLOAD_BYTES >> 20} MB; send a smaller list")
+        ratings = ratings_from_mal_xml(data)
+        return ask(lambda s: s.new_user(ratings, n, _flat(genres), _flat(types)))
+
+    static = resources.files("anime_recs.serve") / "static"
+    app.mount("/static", StaticFiles(directory=str(static)), name="static")
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def page() -> str:
+        return (static / "index.html").read_text(encoding="utf-8")
+
+    return app
+
+
+def serve(root: Path | str | None, host: str, port: int, model: str | None, reload_every: float) -> None:
+    """Load the model once, start the reload thread, run uvicorn until interrupted."""
+    import uvicorn
+
+    holder = ModelHolder(root, model)
+    holder.start(reload_every)
+    print(f"serving {holder.current().version} on http://{host}:{port}/ (API docs: /docs)", flush=True)
+    try:
+        uvicorn.run(create_app(holder), host=host, port=port, log_level="warning")
+    finally:
+        holder.stop()

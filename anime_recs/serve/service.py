@@ -1,0 +1,173 @@
+"""One loaded model version and the questions it answers, as JSON-ready tables.
+
+:class:`Service` wraps an :class:`~anime_recs.recommend.AnimeRecommender` built from a
+model folder and the data it was trained on, and answers every query the CLI
+(:mod:`anime_recs.query`), the HTTP API (:mod:`anime_recs.serve.app`) and the MLflow
+pyfunc model (:mod:`anime_recs.serve.pyfunc`) offer, so all three return the same
+rows. :func:`load_service` reads a model version and its inputs from the artifact
+store; nothing here imports TensorFlow or MLflow.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..artifacts import ArtifactStore
+from ..data import load_anime, load_synopses
+from ..errors import UserInputError
+from ..models import load_model
+from ..recommend import AnimeRecommender
+from ..recommend.newuser import RatingList, recommend_new_user
+
+logger = logging.getLogger(__name__)
+
+#: The largest ``n`` any query accepts (a page of results, not a dump of the catalogue).
+MAX_N = 500
+MODEL_ARTIFACT = "anime_nn_embeddings"
+DATA_ARTIFACTS = ("preprocessed_stats.parquet", "all_anime.csv", "synopses.csv")
+#: Columns of anime rows returned to clients (the synopsis is long: the page shows it on demand).
+ANIME_COLUMNS = ("MAL_ID", "Name", "English name", "Genres", "Type", "Episodes", "Score", "Source", "Members", "Synopsis")
+
+
+def check_n(n: object) -> int:
+    """``n`` as an int in 1..MAX_N, or a one-line error."""
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not 1 <= int(n) <= MAX_N:
+        raise UserInputError(f"n must be an integer from 1 to {MAX_N}, got {n!r}")
+    return int(n)
+
+
+def records(frame: pd.DataFrame, columns: Iterable[str] | None = None) -> list[dict[str, Any]]:
+    """Rows as JSON-ready dicts (NaN -> None, numpy scalars -> Python).
+
+    Column by column (``Series.tolist`` gives Python scalars): ``DataFrame.to_dict("records")``
+    costs ~20 ms on ten rows of arrow-backed strings, more than the query itself.
+    """
+    names = [c for c in (frame.columns if columns is None else columns) if c in frame.columns]
+    values = []
+    for name in names:
+        column = frame[name].tolist()
+        values.append([None if isinstance(v, float) and not math.isfinite(v) else v for v in column])
+    return [dict(zip(map(str, names), row)) for row in zip(*values)] if names else [{} for _ in range(len(frame))]
+
+
+@dataclass(frozen=True)
+class Service:
+    """A model version ready to answer queries.
+
+    Attributes:
+        rec: The recommender over the model and its data.
+        version: Which model version this is (``anime_nn_embeddings:v3`` or a folder).
+    """
+
+    rec: AnimeRecommender
+    version: str
+
+    @classmethod
+    def from_files(cls, model_dir: Path, ratings: Path, anime: Path, synopses: Path | None, version: str) -> Service:
+        """Build from a saved model folder and the data files it was trained on."""
+        from .ann import IndexedRecommender
+
+        model = load_model(Path(model_dir))
+        frame = pd.read_parquet(ratings)
+        syn = load_synopses(synopses) if synopses is not None else None
+        # Exact similar-users search by default: the HNSW index (.ann) reached only recall@10 0.60 on
+        # bench/serve.py's random 325k x 128 vectors, so it is attached by callers that measured it, not here.
+        return cls(IndexedRecommender(model=model, ratings=frame, anime=load_anime(anime), synopses=syn), version)
+
+    # -- queries: each returns a dict ready for JSON ------------------------------------------
+    def similar_anime(self, anime: int | str, n: int = 10, genres: list[str] | None = None,
+                      types: list[str] | None = None) -> dict[str, Any]:
+        """Anime most similar to ``anime`` (MAL_ID or forgiving name)."""
+        frame = self.rec.similar_anime(anime, check_n(n), genres=genres or None, types=types or None)
+        return self._answer(frame, ["Similarity"], query={"MAL_ID": frame.attrs["query_id"], "Name": frame.attrs["query_name"]})
+
+    def similar_users(self, user: int, n: int = 10, num_faves: int = 10) -> dict[str, Any]:
+        """Users most similar to ``user``, with their favourites."""
+        frame = self.rec.similar_users(user, check_n(n), num_faves=check_n(num_faves))
+        return {"version": self.version, "query_user": int(frame.attrs["query_user"]), "note": frame.attrs.get("note"),
+                "results": records(frame, ["user_id", "Similarity", "n_ratings", "favorite_ids", "favorite_animes"])}
+
+    def recommend(self, user: int, n: int = 10, genres: list[str] | None = None, types: list[str] | None = None,
+                  min_score: float | None = None, max_score: float | None = None) -> dict[str, Any]:
+        """The model's recommendations for a known user."""
+        frame = self.rec.recommend_by_model(user, check_n(n), types=types or None, genres=genres or None,
+                                            min_score=min_score, max_score=max_score)
+        return self._answer(frame, ["Predicted rating", "Rank score"], query_user=int(frame.attrs["query_user"]),
+                            family=frame.attrs["model_family"])
+
+    def recommend_from_similar_users(self, user: int, n: int = 10, n_similar: int = 10,
+                                     genres: list[str] | None = None) -> dict[str, Any]:
+        """Unseen anime the similar users favour ("7 of 10 similar users")."""
+        frame = self.rec.recommend_from_similar_users(user, check_n(n), n_similar=check_n(n_similar), genres=genres or None)
+        return self._answer(frame, ["n_similar_users", "Explanation"], query_user=int(frame.attrs["query_user"]))
+
+    def preferences(self, user: int, favorite_percentile: float = 0.8) -> dict[str, Any]:
+        """A user's favourite anime, genres and sources."""
+        prefs = self.rec.user_preferences(user, favorite_percentile)
+        return {"version": self.version, "user_id": prefs.user_id, "threshold": prefs.threshold,
+                "favorites": records(prefs.favorites, ["MAL_ID", "Name", "eng_version", "user_rating", "Genres", "Source", "Type"]),
+                "genres": {str(k): int(v) for k, v in prefs.genres.items()},
+                "sources": {str(k): int(v) for k, v in prefs.sources.items()}}
+
+    def new_user(self, ratings: RatingList, n: int = 10, genres: list[str] | None = None, types: list[str] | None = None,
+                 min_score: float | None = None, max_score: float | None = None) -> dict[str, Any]:
+        """Recommendations for someone known only by their ratings (fold-in)."""
+        frame = recommend_new_user(self.rec, ratings, check_n(n), genres=genres or None, types=types or None,
+                                   min_score=min_score, max_score=max_score)
+        return self._answer(frame, ["Predicted rating", "Rank score", "Explanation"], used=frame.attrs["used"],
+                            skipped=frame.attrs["skipped"], family=frame.attrs["model_family"])
+
+    def search(self, query: str, n: int = 8) -> dict[str, Any]:
+        """Anime names matching what was typed so far (word starts first, then close spellings)."""
+        found = self.rec.names.suggest(query, check_n(n)) if query.strip() else []
+        rows = self.rec._rows_of(np.array([m for _, m in found], np.int64))
+        return {"version": self.version, "results": [
+            {"MAL_ID": m, "match": name, "Name": str(self.rec._names_arr[r]), "Type": str(self.rec._types_arr[r])}
+            for (name, m), r in zip(found, rows.tolist())]}
+
+    def info(self) -> dict[str, Any]:
+        """What is loaded: version, family, sizes, genres and types (for the page's filters)."""
+        return {"version": self.version, "family": self.rec.model.family, "users": self.rec.n_users,
+                "anime": self.rec.n_anime, "genres": list(self.rec.genres), "types": list(self.rec.types),
+                "rating_scale": list(self.rec.rating_scale)}
+
+    def _answer(self, frame: pd.DataFrame, computed: list[str], **extra: Any) -> dict[str, Any]:
+        columns = ["MAL_ID", "Name", *computed, *[c for c in ANIME_COLUMNS if c not in ("MAL_ID", "Name")]]
+        return {"version": self.version, **extra, "note": frame.attrs.get("note"), "results": records(frame, columns)}
+
+
+def resolve_model_ref(store: ArtifactStore, model: str | None) -> str:
+    """``anime_nn_embeddings:vN`` for ``None`` (newest), ``vN``, ``N`` or a full ref."""
+    if model is None or model in ("", "latest"):
+        return f"{MODEL_ARTIFACT}:latest"
+    text = str(model).strip()
+    if text.isdigit():
+        return f"{MODEL_ARTIFACT}:v{text}"
+    if text.startswith("v") and text[1:].isdigit():
+        return f"{MODEL_ARTIFACT}:{text}"
+    return text
+
+
+def load_service(root: Path | str | None = None, model: str | None = None) -> Service:
+    """The newest (or the named) model version with the ratings it was trained on and the newest anime tables.
+
+    Raises:
+        UserInputError: no model published yet, an unknown version, or damaged files.
+    """
+    store = ArtifactStore(root)
+    ref = resolve_model_ref(store, model)
+    if store.latest_version(ref.split(":")[0]) is None:
+        raise UserInputError(f"no model in the artifact store {store.root}; run ./run.sh (or the neural_network step) first")
+    artifact = store.get(ref)
+    stats_name = DATA_ARTIFACTS[0]
+    stats = store.get(artifact.metadata.get("input", {}).get(stats_name) or f"{stats_name}:latest")
+    anime, synopses = (store.get(f"{name}:latest") for name in DATA_ARTIFACTS[1:])
+    return Service.from_files(artifact.path, stats.file(), anime.file(), synopses.file(), artifact.ref)

@@ -1,0 +1,129 @@
+"""The web page in a real headless browser (Debian's chromium + chromedriver, driven by Selenium).
+
+Types a misspelt name, picks a suggestion, rates a few anime, asks for recommendations,
+opens a known user's page, and saves screenshots (README "Use it" shows them; set
+ANIME_RECS_SCREENSHOTS=docs/screenshots to refresh the committed ones).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.serve_world import FIRST_USER, free_port, publish_world, start_server, stop_server, world
+
+REPO = Path(__file__).resolve().parents[1]
+CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
+GENRE_OF = {row.Name: row.Genres.split(",")[0] for row in world()[1].itertuples()}
+
+
+def _browser_installed() -> bool:
+    if CHROMIUM.exists() and CHROMEDRIVER.exists():
+        return True
+    can_install = os.environ.get("CI", "").lower() in ("1", "true") or os.geteuid() == 0
+    if can_install and shutil.which("apt-get"):
+        # A clean CI machine: install it the way the README says (scripts/install_browser.sh).
+        result = subprocess.run(["bash", str(REPO / "scripts" / "install_browser.sh")], capture_output=True, text=True, timeout=900, check=False)
+        if result.returncode != 0:
+            pytest.skip(f"could not install chromium: {result.stderr.strip().splitlines()[-1:] or result.returncode}")
+    return CHROMIUM.exists() and CHROMEDRIVER.exists()
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[object, str]]:
+    if not _browser_installed():
+        pytest.skip("no /usr/bin/chromium + /usr/bin/chromedriver; run scripts/install_browser.sh (apt) to enable this test")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    root = tmp_path_factory.mktemp("page") / "artifacts"
+    publish_world(root)
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    proc = start_server([sys.executable, "-m", "anime_recs.cli", "--root", str(root), "serve", "--port", str(port)], f"{base}/api/info")
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--window-size=1280,1000"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
+    driver.implicitly_wait(0)
+    try:
+        yield driver, base
+    finally:
+        driver.quit()
+        stop_server(proc)
+
+
+def _shot(driver: object, name: str, tmp_path: Path) -> None:
+    target = Path(os.environ.get("ANIME_RECS_SCREENSHOTS", tmp_path))
+    target.mkdir(parents=True, exist_ok=True)
+    assert driver.save_screenshot(str(target / name))  # type: ignore[attr-defined]
+
+
+def test_rate_a_few_anime_and_get_recommendations(browser: tuple[object, str], tmp_path: Path) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import Select, WebDriverWait
+
+    driver, base = browser
+    wait = WebDriverWait(driver, 20)
+    driver.get(base)  # type: ignore[attr-defined]
+    wait.until(lambda d: "anime_nn_embeddings:v" in d.find_element(By.ID, "version").text)
+
+    for typed, wanted, rating in (("cowboy bebob", "Cowboy Bebop", "10"), ("trigan", "Trigun", "9"), ("samurai chanploo", "Samurai Champloo", "9")):
+        box = driver.find_element(By.ID, "search")  # type: ignore[attr-defined]
+        box.clear()
+        box.send_keys(typed)
+        suggestion = wait.until(ec.element_to_be_clickable(
+            (By.XPATH, f"//ul[@id='suggestions']/li[starts-with(normalize-space(.), '{wanted}')]")))
+        suggestion.click()
+        wait.until(lambda d, w=wanted: d.find_element(By.ID, "picked-name").text == w)
+        wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#similar .card")) > 0)
+        if wanted == "Cowboy Bebop":
+            similar = [c.find_element(By.TAG_NAME, "h4").text for c in driver.find_elements(By.CSS_SELECTOR, "#similar .card")]
+            assert sum(GENRE_OF[name] == "Action" for name in similar) >= len(similar) - 1, similar
+            assert "score" in driver.find_element(By.CSS_SELECTOR, "#similar .card .facts").text
+            _shot(driver, "similar.png", tmp_path)
+        Select(driver.find_element(By.ID, "rating-value")).select_by_visible_text(rating)
+        driver.find_element(By.ID, "add-rating").click()
+
+    assert len(driver.find_elements(By.CSS_SELECTOR, "#my-ratings li")) == 3
+    driver.find_element(By.ID, "recommend").click()
+    wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#recs .card")) > 0)
+    cards = driver.find_elements(By.CSS_SELECTOR, "#recs .card")
+    names = [c.find_element(By.TAG_NAME, "h4").text for c in cards]
+    assert not {"Cowboy Bebop", "Trigun", "Samurai Champloo"} & set(names)
+    assert sum(GENRE_OF[name] == "Action" for name in names) >= 6, names
+    assert all(c.find_element(By.CLASS_NAME, "why").text.startswith("like ") for c in cards)
+    driver.execute_script("document.getElementById('mine').scrollIntoView()")
+    _shot(driver, "recommendations.png", tmp_path)
+    assert not driver.find_element(By.ID, "error").is_displayed()
+
+
+def test_known_user_page_and_errors(browser: tuple[object, str], tmp_path: Path) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver, base = browser
+    wait = WebDriverWait(driver, 20)
+    driver.get(base)  # type: ignore[attr-defined]
+    box = driver.find_element(By.ID, "user-id")  # type: ignore[attr-defined]
+    box.send_keys("42")
+    driver.find_element(By.ID, "show-user").click()
+    wait.until(lambda d: d.find_element(By.ID, "error").is_displayed())
+    assert "unknown user id 42" in driver.find_element(By.ID, "error").text
+    box.clear()
+    box.send_keys(str(FIRST_USER + 1))  # a romance fan
+    driver.find_element(By.ID, "show-user").click()
+    wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#genre-cloud span")) > 0)
+    biggest = max(driver.find_elements(By.CSS_SELECTOR, "#genre-cloud span"), key=lambda s: float(s.value_of_css_property("font-size")[:-2]))
+    assert biggest.text == "Romance"
+    assert len(driver.find_elements(By.CSS_SELECTOR, "#similar-users tbody tr")) == 5
+    driver.execute_script("document.getElementById('user').scrollIntoView()")
+    _shot(driver, "user.png", tmp_path)
