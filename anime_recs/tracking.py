@@ -242,7 +242,8 @@ def run_step(step: str, params: dict[str, Any], body: Callable[[StepContext], An
 
     The backend (``$ANIME_RECS_ARTIFACT_BACKEND``) is checked before any run starts: an
     unreachable tracking server or a W&B backend without a key ends the step with one line.
-    A remote backend without ``$ANIME_RECS_ARTIFACTS`` stages and caches in a temporary store.
+    A remote backend stages outputs in a temporary store and keeps verified downloads in
+    ``$ANIME_RECS_ARTIFACTS/.remote`` when set (else in the temporary store too).
     """
     setup_logging()
     quiet_third_parties()
@@ -258,10 +259,11 @@ def run_step(step: str, params: dict[str, Any], body: Callable[[StepContext], An
         if backend_name == "wandb":
             require_wandb_online(mode)
         check_tracking_server(mlflow.get_tracking_uri())
-        if backend_name == "local" or os.environ.get(ROOT_ENV):
-            store = ArtifactStore()
-        else:
+        if backend_name == "local":
+            store = cache = ArtifactStore()
+        else:  # outputs are staged in scratch; only verified downloads are kept, and only in a configured root
             store, scratch = scratch_store()
+            cache = ArtifactStore() if os.environ.get(ROOT_ENV) else store
         ensure_tracking_store()
         with mlflow.start_run(run_name=step, log_system_metrics=step in SYSTEM_METRICS_STEPS) as run:
             parent = os.environ.get(PARENT_RUN_ENV)
@@ -270,7 +272,7 @@ def run_step(step: str, params: dict[str, Any], body: Callable[[StepContext], An
             mlflow.set_tags({"anime_recs.step": step, "anime_recs.artifact_backend": backend_name})
             wandb_run = _start_wandb(step, params, mode, store)
             try:
-                ctx = StepContext(step, store, mlflow, wandb_run, mode, open_backend(backend_name, store, wandb_run, mode))
+                ctx = StepContext(step, store, mlflow, wandb_run, mode, open_backend(backend_name, cache, wandb_run, mode))
                 try:
                     ctx.log_params(params)
                     result = body(ctx)
