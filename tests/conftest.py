@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import sys
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -41,3 +43,11 @@ def child_env(**extra: str) -> dict[str, str]:
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env.update(extra)
     return env
+
+
+def step_module(step: str) -> ModuleType:
+    """A step's entry script (``<step>/<step>.py``) imported in-process, to run its ``main``/``parse_args``."""
+    spec = importlib.util.spec_from_file_location(f"step_script_{step}", REPO / step / f"{step}.py")
+    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    return module

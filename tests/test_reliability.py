@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import gzip
 import http.server
-import importlib.util
 import json
 import os
 import socketserver
@@ -19,7 +18,6 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
@@ -30,20 +28,13 @@ from anime_recs.errors import ArtifactError, UserInputError, one_line, plain
 from anime_recs.pipeline import check_inputs, pin_inputs
 from anime_recs.preprocess import PreprocessOptions, preprocess
 from anime_recs.sample import make_sample
-from tests.conftest import REPO, child_env
+from tests.conftest import REPO, child_env, step_module
 
 STATS_HEADER = "user_id,anime_id,rating,watching_status,watched_episodes\n"
 SMALL = ["--sample_users", "50", "--sample_anime", "40", "--sample_mean_items", "10"]
 
 
-def _script(step: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(f"reliability_{step}", REPO / step / f"{step}.py")
-    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
-    spec.loader.exec_module(module)  # type: ignore[union-attr]
-    return module
-
-
-DOWNLOAD = _script("download")
+DOWNLOAD = step_module("download")
 
 
 @pytest.fixture(scope="module")
