@@ -271,7 +271,7 @@ def test_fractional_user_query_is_an_error_not_truncated(capsys: pytest.CaptureF
     # Regression: --user_query 1167.5 was used as user 1167.
     assert optional_int("1167") == 1167 and optional_int("1167.0") == 1167 and optional_int("null") is None
     with pytest.raises(SystemExit) as ended:
-        _script("similar_users").parse_args(["--user_query", "1167.5"])
+        step_module("similar_users").parse_args(["--user_query", "1167.5"])
     assert ended.value.code == 2 and "expected a whole number or null, got '1167.5'" in capsys.readouterr().err
 
 
