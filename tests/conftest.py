@@ -28,6 +28,25 @@ def store_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return root
 
 
+@pytest.fixture(scope="session")
+def tracking_db(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """One MLflow sqlite store for the in-process step runs of the session (creating one costs ~7 s of migrations).
+
+    Its default experiment keeps artifacts in ``mlruns/`` beside the database.
+    """
+    from mlflow.tracking import MlflowClient
+
+    folder = tmp_path_factory.mktemp("tracking")
+    uri = f"sqlite:///{folder / 'mlflow.db'}"
+    here = Path.cwd()
+    os.chdir(folder)  # the default experiment's artifact location is ./mlruns of where the store is created
+    try:
+        MlflowClient(uri).search_experiments()
+    finally:
+        os.chdir(here)
+    return uri
+
+
 @pytest.fixture()
 def mal_data() -> Path:
     """The real MyAnimeList files beside the repo (skips when absent)."""

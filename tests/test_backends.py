@@ -1,6 +1,6 @@
 """Artifact backends (anime_recs/backends.py) in-process: versions, lineage, digests, one-line errors.
 
-The ``mlflow`` backend runs here against MLflow's sqlite store (artifacts in ``./mlruns``);
+The ``mlflow`` backend runs here against the session's MLflow sqlite store (artifacts in its ``mlruns/``);
 tests/test_multi_machine.py runs it against a real ``mlflow server`` on 127.0.0.1.
 """
 
@@ -22,24 +22,16 @@ from anime_recs.errors import UserInputError
 from anime_recs.tracking import StepContext, run_step
 
 
-@pytest.fixture(scope="module")
-def tracking(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
-    """One MLflow sqlite store for the module (a fresh one per test costs a migration); its artifacts folder."""
-    folder = tmp_path_factory.mktemp("tracking")
-    uri = f"sqlite:///{folder / 'mlflow.db'}"
-    here = Path.cwd()
-    os.chdir(folder)  # the default experiment keeps its artifacts in ./mlruns of where the store was created
-    try:
-        MlflowClient(uri).search_experiments()
-    finally:
-        os.chdir(here)
-    return uri, folder / "mlruns"
+@pytest.fixture()
+def mlruns(tracking_db: str) -> Path:
+    """Where the session's MLflow store keeps run artifacts."""
+    return Path(tracking_db.removeprefix("sqlite:///")).parent / "mlruns"
 
 
 @pytest.fixture()
-def store_env(store_env: Path, tracking: tuple[str, Path], monkeypatch: pytest.MonkeyPatch) -> Path:
-    """The conftest fixture on the module's MLflow store."""
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking[0])
+def store_env(store_env: Path, tracking_db: str, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The conftest fixture on the session's MLflow store."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking_db)
     return store_env
 
 
@@ -98,10 +90,9 @@ def test_mlflow_backend_versions_lineage_and_no_local_store(mlflow_backend: Path
     assert ended.value.code == 2
 
 
-def test_mlflow_backend_refuses_a_tampered_download(mlflow_backend: Path, tracking: tuple[str, Path],
-                                                   capsys: pytest.CaptureFixture[str]) -> None:
+def test_mlflow_backend_refuses_a_tampered_download(mlflow_backend: Path, mlruns: Path, capsys: pytest.CaptureFixture[str]) -> None:
     publish("make_t", "t.csv", "x\n1\n")
-    stored = next(tracking[1].glob("**/t.csv/t.csv"))
+    stored = next(mlruns.glob("**/t.csv/t.csv"))
     stored.chmod(0o644)
     stored.write_text("x\n666\n")
     capsys.readouterr()
@@ -158,14 +149,17 @@ def test_local_backend_logs_a_manifest_not_a_second_copy(store_env: Path, monkey
     assert listed == ["l.csv/manifest.json"]
     record = json.loads(Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="l.csv/manifest.json")).read_text())
     assert record["ref"] == "l.csv:v0" and record["digest"] == manifest_digest(artifact)
-    assert list(Path(os.environ["WANDB_DIR"], "wandb").glob("offline-run-*"))  # W&B did log the run
-    staged_copies = [p for p in Path(os.environ["WANDB_DIR"], "wandb").rglob("l.csv") if p.is_file()]
+    wandb_dirs = list(store_env.parents[1].glob("*/wandb"))  # wandb keeps the WANDB_DIR of its first run in a process
+    assert [run for folder in wandb_dirs for run in folder.glob("offline-run-*")]  # W&B did log the run
+    staged_copies = [p for folder in wandb_dirs for p in folder.rglob("l.csv") if p.is_file()]
     assert staged_copies == [], staged_copies
 
 
-def test_log_table_shows_results_in_mlflow(store_env: Path) -> None:
+def test_log_table_shows_results_in_mlflow_and_wandb(store_env: Path) -> None:
     frame = pd.DataFrame({"MAL_ID": [1, 2], "Name": ["A", None], "Score": [7.5, float("nan")]})
-    run_step("table", {}, lambda ctx: ctx.log_table(frame, "similar_anime.csv"))
+    run_step("table", {}, lambda ctx: ctx.log_table(frame, "similar_anime.csv"))  # W&B offline (store_env)
+    # wandb keeps the WANDB_DIR of its first run in a process, so look in every test's folder of this session.
+    assert list(store_env.parents[1].glob("*/wandb/offline-run-*/files/media/table/tables/similar_anime_*.table.json"))
     run_id = mlflow.search_runs(search_all_experiments=True, filter_string="tags.`mlflow.runName` = 'table'",
                                 output_format="list")[0].info.run_id
     shown = mlflow.load_table("tables/similar_anime.json", run_ids=[run_id])

@@ -37,12 +37,6 @@ SMALL = ["--sample_users", "50", "--sample_anime", "40", "--sample_mean_items", 
 DOWNLOAD = step_module("download")
 
 
-@pytest.fixture(scope="module")
-def tracking_db(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """One MLflow store for the module's in-process step runs (a fresh one per test costs a migration)."""
-    return f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlflow.db'}"
-
-
 @pytest.fixture()
 def store(tmp_path: Path, tracking_db: str, monkeypatch: pytest.MonkeyPatch) -> ArtifactStore:
     """An empty artifact store for one test; steps run in-process write to it."""

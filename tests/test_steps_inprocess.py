@@ -1,6 +1,6 @@
 """Every step body in-process (the fast lane): the real entry scripts' ``main`` through ``StepContext``.
 
-A temporary artifact store and MLflow sqlite store per module; the same steps through
+A temporary artifact store and an MLflow experiment of its own in the session's sqlite store; the same steps through
 ``mlflow run`` subprocesses are in tests/test_steps_e2e.py (slow lane).
 """
 
@@ -31,18 +31,19 @@ ARGS = {
 
 
 @pytest.fixture(scope="module")
-def ran(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ArtifactStore, dict[str, str]]]:
+def ran(tmp_path_factory: pytest.TempPathFactory, tracking_db: str) -> Iterator[tuple[ArtifactStore, dict[str, str]]]:
     """Run the nine steps in pipeline order in this process; yield the store and each step's MLflow run id."""
     work = tmp_path_factory.mktemp("inprocess")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("ANIME_RECS_ARTIFACTS", str(work / "artifacts"))
-        patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{work / 'mlflow.db'}")
+        patch.setenv("MLFLOW_TRACKING_URI", tracking_db)
+        patch.setenv("MLFLOW_EXPERIMENT_NAME", f"inprocess-{work.name}")  # this module's runs only
         patch.setenv("ANIME_RECS_WANDB_MODE", "disabled")
         for key in ("MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID", "ANIME_RECS_ARTIFACT_BACKEND", "ANIME_RECS_PARENT_RUN_ID"):
             patch.delenv(key, raising=False)
         for step, args in ARGS.items():
             step_module(step).main(args)
-        runs = mlflow.search_runs(search_all_experiments=True, output_format="list")
+        runs = mlflow.search_runs(experiment_names=[f"inprocess-{work.name}"], output_format="list")
         yield ArtifactStore(work / "artifacts"), {r.data.tags["mlflow.runName"]: r.info.run_id for r in runs}
 
 
