@@ -282,9 +282,11 @@ def configure_environment(cfg: Config, base: Path) -> None:
     Raises:
         UserInputError: an unknown backend, a W&B backend without W&B online, an unreachable tracking server.
     """
+    main = cfg["main"]
+    os.environ[VERBOSE_ENV] = "1" if main.get("verbose") else "0"
+    quiet_third_parties()
     import mlflow
 
-    main = cfg["main"]
     os.environ["WANDB_PROJECT"] = str(main["project_name"])
     os.environ["WANDB_RUN_GROUP"] = str(main["experiment_name"])
     os.environ[WANDB_MODE_ENV] = resolve_wandb_mode(str(main["wandb_mode"]))
@@ -293,8 +295,6 @@ def configure_environment(cfg: Config, base: Path) -> None:
         require_wandb_online(os.environ[WANDB_MODE_ENV])
     check_tracking_server(mlflow.get_tracking_uri())
     os.environ[BACKEND_ENV] = backend
-    os.environ[VERBOSE_ENV] = "1" if main.get("verbose") else "0"
-    quiet_third_parties()
     if main.get("artifact_root"):
         os.environ[ROOT_ENV] = _abs(str(main["artifact_root"]), base)
     elif backend == "local":

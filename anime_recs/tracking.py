@@ -229,10 +229,13 @@ SYSTEM_METRICS_STEPS = ("neural_network", "evaluate")
 
 
 def quiet_third_parties() -> None:
-    """Silence TensorFlow's C++ INFO/WARNING lines unless asked to show them (``main.verbose=true``: ``$ANIME_RECS_VERBOSE``)."""
+    """Silence TensorFlow's C++ INFO/WARNING lines and MLflow's INFO lines unless asked (``main.verbose=true``: ``$ANIME_RECS_VERBOSE``)."""
     verbose = os.environ.get(VERBOSE_ENV, "").lower() in ("1", "true")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if verbose else "2")
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "true" if verbose else "false")
+    # MLflow's own INFO lines ("=== Running command ...", "Creating a new experiment") repeat what we print.
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "INFO" if verbose else "WARNING")
+    logging.getLogger("mlflow").setLevel(logging.INFO if verbose else logging.WARNING)
     if verbose:
         logging.getLogger().setLevel(logging.DEBUG)
 
