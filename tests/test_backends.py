@@ -164,3 +164,23 @@ def test_log_table_shows_results_in_mlflow_and_wandb(store_env: Path) -> None:
                                 output_format="list")[0].info.run_id
     shown = mlflow.load_table("tables/similar_anime.json", run_ids=[run_id])
     assert list(shown["Name"])[:1] == ["A"] and len(shown) == 2
+
+
+@pytest.mark.parametrize(("verbose", "tf_level", "mlflow_level"), [("0", "2", "WARNING"), ("1", "0", "INFO")])
+def test_third_party_chatter_is_quiet_unless_verbose(verbose: str, tf_level: str, mlflow_level: str,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    import logging
+
+    from anime_recs.tracking import VERBOSE_ENV, quiet_third_parties
+
+    monkeypatch.setenv(VERBOSE_ENV, verbose)
+    for key in ("TF_CPP_MIN_LOG_LEVEL", "MLFLOW_LOGGING_LEVEL"):
+        monkeypatch.delenv(key, raising=False)
+    level = logging.getLogger().level
+    try:
+        quiet_third_parties()
+        assert os.environ["TF_CPP_MIN_LOG_LEVEL"] == tf_level and os.environ["MLFLOW_LOGGING_LEVEL"] == mlflow_level
+        assert logging.getLogger("mlflow").level == getattr(logging, mlflow_level)
+    finally:
+        logging.getLogger().setLevel(level)
+        logging.getLogger("mlflow").setLevel(logging.WARNING)
