@@ -14,6 +14,14 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 
 
+@pytest.fixture(autouse=True)
+def download_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Each test downloads through a cache of its own (never the user's ~/.cache)."""
+    folder = tmp_path / "download-cache"
+    monkeypatch.setenv("ANIME_RECS_DOWNLOAD_CACHE", str(folder))
+    return folder
+
+
 @pytest.fixture()
 def store_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Point artifacts, MLflow and W&B at a temp folder; return the artifact root."""
