@@ -98,6 +98,7 @@ def test_download_step_publishes_a_refresh_with_counts_and_no_names(tmp_path: Pa
 
 @pytest.mark.slow
 def test_pipeline_runs_on_refreshed_data_and_recommends_a_new_anime(tmp_path: Path) -> None:
+    # Regression: with hybrid the default family, the network options (model.epochs, ...) need model=original.
     work = tmp_path / "work"
     work.mkdir()
     world, _ = make_refresh(tmp_path, n_users=80, n_anime=40, mean_items=14, out=work / "mal_data")
@@ -106,7 +107,7 @@ def test_pipeline_runs_on_refreshed_data_and_recommends_a_new_anime(tmp_path: Pa
     non_fan = int(rated[rated.index % 2 == 1].idxmax())  # odd users have not seen the new anime; this one survives preprocess
     overrides = (f"main.execute_steps='download,preprocess,neural_network,model_recs' "
                  f"data.stats_url={source} data.all_anime_url={source} data.synopses_url={source} data.num_reviews=3 "
-                 f"model.epochs=3 model.embedding_size=16 model.batch_size=256 model.jit_compile=false "
+                 f"model=original model.epochs=3 model.embedding_size=16 model.batch_size=256 model.jit_compile=false "
                  f"model_recs.model_user_query={non_fan} model_recs.model_ID_flow=false "
                  f"model_recs.model_num_recs=100 main.wandb_mode=disabled")
     result = mlflow_run(str(REPO), work, "-P", f"hydra_options={overrides}", timeout=600)

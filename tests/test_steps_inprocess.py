@@ -7,7 +7,6 @@ A temporary artifact store and an MLflow experiment of its own in the session's 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import mlflow
 import pandas as pd
