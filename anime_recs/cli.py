@@ -3,6 +3,7 @@
     anime-recs artifacts list [NAME]
     anime-recs artifacts path NAME[:VERSION]
     anime-recs mal refresh [--out DIR] [--anime-ids-from ...] [--since-year YEAR] [--users FILE] ...
+    anime-recs tune --family ease --grid l2_per_count=40,80,160 [--write]
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import sys
 
 import pandas as pd
 
+from . import tuning
 from .artifacts import ArtifactStore
 from .errors import UserInputError, one_line
 from .io import format_table
@@ -55,11 +57,14 @@ def main(argv: list[str] | None = None) -> None:
     path_cmd = actions.add_parser("path", help="print the folder (or only file) of NAME[:VERSION] after checking its hashes")
     path_cmd.add_argument("ref", help="NAME, NAME:vN or NAME:latest")
     mal_cli.add_commands(commands)
+    tuning.add_command(commands)
     args = parser.parse_args(argv)
     store = ArtifactStore(args.root)
     try:
         if args.group == "mal":
             sys.exit(mal_cli.run(args, args.root))
+        elif args.group == "tune":
+            sys.exit(tuning.run_cli(args.family, args.grid, args.datasets, args.data_dir, args.write))
         elif args.action == "list":
             _list(store, args.name)
         else:

@@ -29,7 +29,7 @@ Models:
 - ``EASE`` (Steck 2019): ``B = I - P diag(1/diag(P))``, ``P = (XᵀX + λI)⁻¹`` on the binary
   "relevant" matrix, λ chosen from ``EASE_L2_GRID`` on a validation split of TRAIN.
 - ``iALS-tuned``: implicit ALS with factors, regularization and alpha chosen from
-  ``IALS_GRID`` on the same validation split (Rendle et al. 2021 on tuning iALS).
+  ``IALS_GRID`` (64 settings) on the same validation split (Rendle et al. 2021 on tuning iALS).
 
 Every choice a peer makes is made on :func:`~anime_recs.evaluation.validation_split`
 (the protocol applied again inside TRAIN), never on TEST.
@@ -52,9 +52,7 @@ import os
 import sys
 import tempfile
 import time
-import zipfile
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +64,7 @@ if str(REPO) not in sys.path:  # run as a plain script from a checkout
     sys.path.insert(0, str(REPO))
 
 from anime_recs.config import make_parser, setup_logging
+from anime_recs.datasets import DATASETS, BenchData, default_data_dir, pipeline_model_config
 from anime_recs.encoding import IdEncoder
 from anime_recs.errors import UserInputError
 from anime_recs.evaluation import (
@@ -88,8 +87,11 @@ logger = logging.getLogger("bench.peers")
 
 # Grids the tuned peers choose from on the validation split of TRAIN.
 EASE_L2_GRID = (50.0, 100.0, 200.0, 400.0, 800.0)
+# Earlier, narrower grids chose their corners (strongest regularisation, smallest alpha), so this one reaches
+# well past them; Rendle et al. (2021) find that iALS needs strong regularisation and enough factors.
 IALS_GRID = tuple(
-    {"factors": f, "regularization": r, "alpha": a} for f in (64, 128) for r in (0.05, 0.5, 5.0) for a in (1.0, 5.0, 20.0)
+    {"factors": f, "regularization": r, "alpha": a}
+    for f in (32, 64, 128, 256) for r in (10.0, 20.0, 40.0, 80.0) for a in (2.0, 4.0, 8.0, 16.0)
 )
 # Ours run last: importing TensorFlow adds ~0.8 GB to the process, which would
 # otherwise inflate every later model's absolute peak RSS on the first data set.
@@ -98,72 +100,6 @@ ALL_MODELS = (
     "ours", "ours-similar-users", "ours-ease", "ours-neighbourhood", "ours-original-architecture",
 )  # fmt: skip
 OURS_FAMILIES = {"ours": None, "ours-ease": "ease", "ours-neighbourhood": "neighbourhood", "ours-original-architecture": "original"}
-
-
-def pipeline_model_config(family: str | None = None, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The ``model`` group as the pipeline composes it (``family`` = ``model=<family>``; None = the default)."""
-    from anime_recs.config import load_group_config
-
-    text = " ".join(f"{k}={json.dumps(v)}" for k, v in (overrides or {}).items())
-    if family:
-        text = f"family={family} {text}"
-    return load_group_config(str(REPO / "config" / "config.yaml"), ("model",), text)
-
-
-# --------------------------------------------------------------------------- data sets
-
-
-@dataclass(frozen=True)
-class BenchData:
-    """One data set of the benchmark and the protocol settings that go with it."""
-
-    title: str
-    cols: Columns
-    min_rating: float
-    relevant_threshold: float
-    rating_bounds: tuple[float, float]
-    load: Callable[[Path], pd.DataFrame]
-
-
-def load_mal(data_dir: Path) -> pd.DataFrame:
-    """MyAnimeList ``rating_complete`` head (100k rows) without its possibly truncated last user."""
-    path = data_dir / "mal2020" / "rating_complete_head100k.csv"
-    if not path.is_file():
-        raise UserInputError(f"{path} not found; pass --data-dir pointing at the shared data folder")
-    frame = pd.read_csv(path, dtype={"user_id": np.int64, "anime_id": np.int64, "rating": np.float64})
-    # A head sample of a file sorted by user ends inside a user (664, see data/SOURCES.md).
-    last = int(frame["user_id"].iloc[-1])
-    logger.info("MAL: dropping the last user %d (%d rows), possibly truncated", last, int((frame["user_id"] == last).sum()))
-    return frame.loc[frame["user_id"] != last].reset_index(drop=True)
-
-
-def load_movielens(data_dir: Path) -> pd.DataFrame:
-    """``ratings.csv`` of MovieLens ``ml-latest-small.zip``, read from inside the zip."""
-    path = data_dir / "movielens" / "ml-latest-small.zip"
-    if not path.is_file():
-        raise UserInputError(f"{path} not found; pass --data-dir pointing at the shared data folder")
-    with zipfile.ZipFile(path) as archive, archive.open("ml-latest-small/ratings.csv") as handle:
-        return pd.read_csv(handle, usecols=["userId", "movieId", "rating"])
-
-
-DATASETS: dict[str, BenchData] = {
-    "mal": BenchData(
-        title="MyAnimeList rating_complete head 100k (ratings 1-10, relevant >= 8)",
-        cols=Columns("user_id", "anime_id", "rating"),
-        min_rating=1.0,
-        relevant_threshold=8.0,
-        rating_bounds=(1.0, 10.0),
-        load=load_mal,
-    ),
-    "movielens": BenchData(
-        title="MovieLens ml-latest-small (ratings 0.5-5, relevant >= 4)",
-        cols=Columns("userId", "movieId", "rating"),
-        min_rating=0.5,
-        relevant_threshold=4.0,
-        rating_bounds=(0.5, 5.0),
-        load=load_movielens,
-    ),
-}
 
 
 # --------------------------------------------------------------------------- peers
@@ -572,7 +508,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Command-line options."""
     parser = make_parser(__doc__.split("\n\n")[0])
     parser.add_argument(
-        "--data-dir", type=Path, default=REPO.parent / "shared" / "data", help="folder holding mal2020/ and movielens/"
+        "--data-dir", type=Path, default=default_data_dir(), help="folder holding mal2020/ and movielens/"
     )
     parser.add_argument("--datasets", nargs="+", choices=sorted(DATASETS), default=list(DATASETS), help="data sets to run")
     parser.add_argument(

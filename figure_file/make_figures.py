@@ -38,9 +38,10 @@ OUTPUTS = {
 }
 
 
-def hydra_options(data_dir: Path, query: str) -> str:
+def hydra_options(data_dir: Path, query: str, model: str) -> str:
     """The overrides that point the pipeline at the real files."""
     return " ".join([
+        f"model={model}",
         f"data.stats_url={data_dir / 'rating_complete_head100k.csv'}",
         f"data.all_anime_url={data_dir / 'anime_2020.parquet'}",
         f"data.synopses_url={data_dir / 'anime_with_synopsis_head269.csv'}",
@@ -55,12 +56,13 @@ def main() -> None:
     parser.add_argument("--data-dir", type=Path, default=REPO.parent / "shared" / "data" / "mal2020", help="folder with the MAL files")
     parser.add_argument("--query", default="Cowboy Bebop", help="anime for the similar-anime example")
     parser.add_argument("--keep", action="store_true", help="keep the temporary run folder (mlflow.db, artifacts/)")
+    parser.add_argument("--model", default="hybrid", help="model family (config/model/<family>.yaml), as model=<family>")
     args = parser.parse_args()
     if not (args.data_dir / "rating_complete_head100k.csv").is_file():
         sys.exit(f"error: {args.data_dir} lacks rating_complete_head100k.csv; pass --data-dir")
     work = Path(tempfile.mkdtemp(prefix="anime_figures_"))
     command = [sys.executable, "-m", "mlflow", "run", str(REPO), "--env-manager", "local",
-               "-P", f"hydra_options={hydra_options(args.data_dir.resolve(), args.query)}"]
+               "-P", f"hydra_options={hydra_options(args.data_dir.resolve(), args.query, args.model)}"]
     print("running:", " ".join(command), flush=True)
     if subprocess.run(command, cwd=work).returncode:
         sys.exit(f"error: the pipeline failed; see above (run folder {work})")
@@ -69,6 +71,12 @@ def main() -> None:
     query = store.get("similar_anime.csv:latest").metadata["query_name"]
     safe_query = "".join(ch for ch in query if ch.isalnum())
     for artifact_name, files in OUTPUTS.items():
+        if artifact_name not in store.names():  # history and loss plot exist only for model=original
+            for here in files.values():
+                stale = REPO / "figure_file" / here.format(user=user, query=safe_query)
+                stale.unlink(missing_ok=True)
+            print(f"no {artifact_name} (this model family does not train a network)")
+            continue
         artifact = store.get(f"{artifact_name}:latest")
         for inside, here in files.items():
             target = REPO / "figure_file" / here.format(user=user, query=safe_query)

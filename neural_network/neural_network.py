@@ -1,9 +1,11 @@
-"""neural_network step: train the user/anime embedding model on the preprocessed stats.
+"""neural_network step: fit the configured model family on the preprocessed stats.
 
-Input: ``--input_data`` (preprocessed stats). Outputs: the model, best weights, history,
-loss plot and embeddings bundle artifacts named in the ``model`` config group.
-Model options come from ``--model_config`` (the ``model`` and ``nn_arts`` groups of a
-YAML/JSON file) and ``--overrides "epochs=3 batch_size=512"``.
+Input: ``--input_data`` (preprocessed stats). Outputs: the model and embeddings artifacts
+named in the ``model`` config group (plus best weights, history and loss plot for the
+original network, ``family=original``). Model options come from ``--model_config`` (the
+``model`` and ``nn_arts`` groups of a YAML/JSON file; reading config/config.yaml composes
+the default family's config/model/<family>.yaml) and ``--overrides`` such as
+``"family=original epochs=3"`` or ``"ranking.l2_per_count=40"``.
 """
 
 from anime_recs.config import load_group_config, make_parser
@@ -17,7 +19,7 @@ def parse_args(argv: list[str] | None = None):
     parser.add_argument("--input_data", default="preprocessed_stats.parquet:latest", help="preprocessed stats artifact NAME:VERSION")
     parser.add_argument("--input_type", default="preprocessed_data", help="expected type of --input_data")
     parser.add_argument("--model_config", default="../config/config.yaml", help="YAML/JSON with the model options (its `model` and `nn_arts` groups)")
-    parser.add_argument("--overrides", default="", help="model options to override, e.g. 'epochs=3 batch_size=512'")
+    parser.add_argument("--overrides", default="", help="model options to override, e.g. 'family=original epochs=3' or 'ranking.l2_per_count=40'")
     parser.add_argument("--random_seed", type=int, default=42, help="seed of the split, the shuffle and the initial weights")
     return parser.parse_args(argv)
 

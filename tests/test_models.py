@@ -169,3 +169,19 @@ def test_unknown_family_and_option_are_one_line_errors() -> None:
         build_model({"family": "svdpp"})
     with pytest.raises(UserInputError, match="unknown option.*l2_per_cnt"):
         build_model({"family": "hybrid", "ranking": {"l2_per_cnt": 3}})
+
+
+def test_network_option_names_match_model_params() -> None:
+    from dataclasses import fields
+
+    from anime_recs.model import ModelParams
+    from anime_recs.models.original import NETWORK_PARAMS
+
+    assert NETWORK_PARAMS == tuple(f.name for f in fields(ModelParams))
+
+
+def test_choosing_a_numpy_family_does_not_import_tensorflow() -> None:
+    script = ("import sys\nfrom anime_recs.datasets import pipeline_model_config\nfrom anime_recs.models import build_model\n"
+              "build_model(pipeline_model_config('hybrid'))\nprint('tensorflow' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", script], check=True, capture_output=True, text=True).stdout.strip()
+    assert out == "False"

@@ -20,8 +20,7 @@ from anime_recs.artifacts import ArtifactStore
 from tests.conftest import REPO, child_env
 from tests.test_pipeline import assert_one_line_error, mlflow_run, runs_table
 
-SMALL = ("data.sample_users=400 data.sample_anime=200 data.sample_mean_items=60 data.num_reviews=10 "
-         "model.epochs=6 model.embedding_size=32 model.batch_size=512")
+SMALL = "data.sample_users=400 data.sample_anime=200 data.sample_mean_items=60 data.num_reviews=10"
 ALL_STEPS = ["download", "preprocess", "neural_network", "evaluate", "similar_anime", "similar_users", "user_prefs", "user_recs", "model_recs"]
 
 
@@ -50,7 +49,9 @@ def run_script(step: str, *args: str, work: Path, timeout: int = 300) -> subproc
 @pytest.mark.slow
 def test_all_steps_publish_their_artifacts_nested_under_one_run(pipeline: Path) -> None:
     store = ArtifactStore(pipeline / "artifacts")
-    for name in ("anime_nn.keras", "anime_nn_embeddings", "anime_nn_history.csv", "anime_nn_loss.png", "evaluation_metrics.csv", "similar_anime.csv",
+    # The default family (hybrid) trains no network: no history, loss plot or weights.
+    assert not {"anime_nn_history.csv", "anime_nn_loss.png", "anime_nn.weights.h5"} & set(store.names())
+    for name in ("anime_nn.keras", "anime_nn_embeddings", "evaluation_metrics.csv", "similar_anime.csv",
                  "similar_users.csv", "ID_used.csv", "user_prefs.csv", "user_prefs_clouds", "user_recs.csv", "user_recs_clouds",
                  "model_recs.csv"):
         assert store.get(f"{name}:latest").version == 0, name
@@ -59,8 +60,9 @@ def test_all_steps_publish_their_artifacts_nested_under_one_run(pipeline: Path) 
     children = sorted(r["mlflow.runName"] for r in runs.values() if r.get("mlflow.parentRunId") == parent["run_id"])
     assert children == sorted(ALL_STEPS)
     metrics = pd.read_csv(store.get("evaluation_metrics.csv:latest").file()).set_index("model")
-    assert set(metrics.index) == {"GlobalMean", "Popularity", "UserItemBias", "ours"}
-    assert metrics.loc["ours", "RMSE"] < metrics.loc["GlobalMean", "RMSE"]
+    assert set(metrics.index) == {"GlobalMean", "Popularity", "UserItemBias", "ours", "ours-similar-users"}
+    assert metrics.loc["ours", "RMSE"] < metrics.loc["UserItemBias", "RMSE"] < metrics.loc["GlobalMean", "RMSE"]
+    assert metrics.loc["ours", "nDCG@10"] > metrics.loc["Popularity", "nDCG@10"]
     clouds = store.get("user_prefs_clouds:latest")
     assert all(clouds.file(f).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for f in clouds.files)
     # later steps used the similar_users step's user
@@ -74,25 +76,25 @@ def test_model_beats_global_mean_and_reloads_in_a_fresh_process(pipeline: Path) 
     store = ArtifactStore(pipeline / "artifacts")
     model = store.get("anime_nn.keras:latest", "model")
     metrics = model.metadata["metrics"]
-    assert metrics["test_rmse"] < metrics["global_mean_rmse"]
+    assert model.metadata["family"] == "hybrid" and metrics["test_rmse"] < metrics["global_mean_rmse"]
     code = f"""
-import json, numpy as np, pandas as pd, keras
-from anime_recs.encoding import IdEncoder
+import json, sys, numpy as np, pandas as pd
+from anime_recs.models import load_model
 from anime_recs.preprocess import Scaling
 from anime_recs.steps.neural_network import prediction_metrics
+m = load_model(__import__("pathlib").Path({str(store.get("anime_nn_embeddings:latest").path)!r}))
 folder = {str(model.path)!r}
-m = keras.models.load_model(folder + "/model.keras")
-users = IdEncoder.load(folder + "/user_ids.npy"); anime = IdEncoder.load(folder + "/anime_ids.npy")
 test = pd.read_parquet(folder + "/test_split.parquet")
 scaling = Scaling(**json.load(open(folder + "/scaling.json")))
-pred = m.predict({{"user": users.transform(test.user_id.to_numpy()), "anime": anime.transform(test.anime_id.to_numpy())}},
-                 batch_size=65536, verbose=0).ravel()
-print(json.dumps(prediction_metrics(pred, test.rating.to_numpy(), scaling, "test")))
+pred = m.predict(m.users.transform(test.user_id.to_numpy()), m.items.transform(test.anime_id.to_numpy()))
+out = prediction_metrics(scaling.to_scaled(pred), test.rating.to_numpy(), scaling, "test")
+print(json.dumps({{**out, "tensorflow": "tensorflow" in sys.modules}}))
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=child_env(), timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     again = json.loads(out.stdout.strip().splitlines()[-1])
-    for key in ("test_mse", "test_bce", "test_rmse", "test_mae"):
+    assert again["tensorflow"] is False
+    for key in ("test_mse", "test_rmse", "test_mae"):
         assert again[key] == pytest.approx(metrics[key], rel=1e-5), key
 
 
@@ -146,7 +148,8 @@ def test_single_steps_through_mlflow(pipeline: Path) -> None:
 def test_kill_9_during_training_then_resume(pipeline: Path) -> None:
     store = ArtifactStore(pipeline / "artifacts")
     versions = len(store.versions("anime_nn.keras"))
-    args = ["--input_data", "preprocessed_stats.parquet:v0", "--overrides", "epochs=8 embedding_size=32 batch_size=256 resume=true patience=8"]
+    args = ["--input_data", "preprocessed_stats.parquet:v0", "--overrides",
+            "family=original epochs=8 embedding_size=32 batch_size=256 resume=true patience=8"]
     proc = subprocess.Popen([sys.executable, "neural_network.py", *args], cwd=REPO / "neural_network", env=step_env(pipeline),
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     assert proc.stdout is not None
@@ -164,3 +167,25 @@ def test_kill_9_during_training_then_resume(pipeline: Path) -> None:
     assert len(store.versions("anime_nn.keras")) == versions + 1
     history = pd.read_csv(store.get("anime_nn_history.csv:latest").file())
     assert np.array_equal(history["epoch"].to_numpy(), np.arange(len(history))) or history["epoch"].is_monotonic_increasing
+    # The network's Keras model reloads in a fresh process and reproduces the logged test metrics.
+    model = store.get("anime_nn.keras:latest", "model")
+    assert model.metadata["family"] == "original"
+    code = f"""
+import json, numpy as np, pandas as pd, keras
+from anime_recs.encoding import IdEncoder
+from anime_recs.preprocess import Scaling
+from anime_recs.steps.neural_network import prediction_metrics
+folder = {str(model.path)!r}
+m = keras.models.load_model(folder + "/model.keras")
+users = IdEncoder.load(folder + "/user_ids.npy"); anime = IdEncoder.load(folder + "/anime_ids.npy")
+test = pd.read_parquet(folder + "/test_split.parquet")
+scaling = Scaling(**json.load(open(folder + "/scaling.json")))
+pred = m.predict({{"user": users.transform(test.user_id.to_numpy()), "anime": anime.transform(test.anime_id.to_numpy())}},
+                 batch_size=65536, verbose=0).ravel()
+print(json.dumps(prediction_metrics(pred, test.rating.to_numpy(), scaling, "test")))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=child_env(), timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    again = json.loads(out.stdout.strip().splitlines()[-1])
+    for key in ("test_mse", "test_bce", "test_rmse", "test_mae"):
+        assert again[key] == pytest.approx(model.metadata["metrics"][key], rel=1e-4), key

@@ -133,16 +133,11 @@ class UserItemBias(_Indexed):
 
     def fit(self, train: pd.DataFrame, cols: Columns = DEFAULT_COLUMNS) -> UserItemBias:
         """Run the ALS sweeps."""
+        from ..models.base import Interactions, biases
+
         u, i, r = self._fit_index(train, cols)
-        n_users, n_items = len(self.user_encoder), len(self.item_encoder)
-        denom_i = np.bincount(i, minlength=n_items) + self.reg_item
-        denom_u = np.bincount(u, minlength=n_users) + self.reg_user
-        residual = r - self.global_mean
-        b_u = np.zeros(n_users)
-        b_i = np.zeros(n_items)
-        for _ in range(self.n_epochs):
-            b_i = np.bincount(i, weights=residual - b_u[u], minlength=n_items) / denom_i
-            b_u = np.bincount(u, weights=residual - b_i[i], minlength=n_users) / denom_u
+        data = Interactions(self.user_encoder, self.item_encoder, u, i, r, (float(r.min()), float(r.max()) + 1.0))
+        _, b_u, b_i = biases(data, self.reg_item, self.reg_user, self.n_epochs)
         self.user_bias = np.append(b_u, 0.0)
         self.item_bias = np.append(b_i, 0.0)
         return self

@@ -37,15 +37,34 @@ DEFAULT_FAMILY = "hybrid"
 __all__ = ["FAMILIES", "DEFAULT_FAMILY", "Interactions", "RecommenderModel", "build_model", "load_model", "family_options"]
 
 
+#: Keys of the ``model`` group shared by every family (config/config.yaml), not options of one family.
+PIPELINE_KEYS = frozenset({"family", "test_size", "holdout_fraction", "resume", "TPU_init", "TPU_address", "multi_worker",
+                           "model_artifact", "weights_artifact", "history_csv", "loss_plot", "embeddings_artifact",
+                           "val_fraction", "seed",
+                           # the nn_arts group travels with the model group to the neural_network step
+                           "model_type", "weights_type", "history_type", "figure_type", "embeddings_type", "main_model",
+                           "main_weights_art", "main_history", "main_embeddings"})
+
+
 def family_options(family: str, config: Mapping[str, Any]) -> dict[str, Any]:
-    """The options of ``family`` found in a ``model`` config group (pipeline keys such as ``test_size`` are left out)."""
+    """The options of ``family`` found in a ``model`` config group (pipeline keys such as ``test_size`` are left out).
+
+    The network's option names are tolerated for every family (``data_source=original`` sets
+    them); any other unknown key is a typo and a one-line error.
+    """
+    network = set(network_param_names())
+    if family == "hybrid":
+        own: set[str] = {"ranking", "rating"}
+    elif family == "original":
+        own = network
+    else:
+        own = set(FAMILIES[family].defaults)  # type: ignore[attr-defined]
+    unknown = sorted(k for k in config if k not in own | network | PIPELINE_KEYS)
+    if unknown:
+        raise UserInputError(f"unknown option(s) {unknown} for model family {family!r}; choose from: {', '.join(sorted(own))}")
     if family == "hybrid":
         return {"ranking": dict(config.get("ranking") or {}), "rating": dict(config.get("rating") or {})}
-    if family == "original":
-        names = set(network_param_names())
-        return {k: v for k, v in config.items() if k in names}
-    defaults = FAMILIES[family].defaults  # type: ignore[attr-defined]
-    return {k: v for k, v in config.items() if k in defaults}
+    return {k: v for k, v in config.items() if k in own}
 
 
 def build_model(config: Mapping[str, Any], **extra: Any) -> RecommenderModel:

@@ -11,7 +11,7 @@ It ranks by predicted rating, as the original's ``model_recs`` did.
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, fields
+from dataclasses import asdict
 from typing import Any, Callable
 
 import numpy as np
@@ -24,11 +24,18 @@ from .base import Interactions, RecommenderModel
 logger = logging.getLogger(__name__)
 
 
+#: Field names of :class:`~anime_recs.model.ModelParams`, listed here so that choosing a family
+#: never imports TensorFlow (tests/test_models.py checks the two agree).
+NETWORK_PARAMS: tuple[str, ...] = (
+    "embedding_size", "l2_reg_factor", "kernel_initializer", "activation_function", "model_loss", "optimizer",
+    "model_metrics", "batch_size", "epochs", "start_lr", "min_lr", "max_lr", "rampup_epochs", "sustain_epochs",
+    "exp_decay", "monitor", "mode", "patience", "training_path", "jit_compile", "seed",
+)  # fmt: skip
+
+
 def network_param_names() -> tuple[str, ...]:
     """Names of :class:`~anime_recs.model.ModelParams` (without importing TensorFlow)."""
-    from ..model import ModelParams  # model.py imports TensorFlow lazily inside its functions
-
-    return tuple(f.name for f in fields(ModelParams))
+    return NETWORK_PARAMS
 
 
 class OriginalNetwork(RecommenderModel):

@@ -300,6 +300,14 @@ class Catalogue:
         mask[pos[pos >= 0]] = True
         return mask
 
+    def _with_id_filters(self, steps: list[tuple[str, np.ndarray]], items: Iterable[int] | None,
+                         exclude: Iterable[int] | None) -> list[tuple[str, np.ndarray]]:
+        """``steps`` with the ``items`` restriction first and the ``exclude`` mask last (embedding rows)."""
+        restrict = self._id_mask(items, "items")
+        dropped = self._id_mask(exclude, "exclude")
+        return ([("items", restrict)] if restrict is not None else []) + steps + (
+            [("exclude", ~dropped)] if dropped is not None else [])
+
     def _note_short(self, frame: pd.DataFrame, n: int, available: int, why: str) -> pd.DataFrame:
         if available < n:
             note = f"only {available} results (asked for {n}): {why}"

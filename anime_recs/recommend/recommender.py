@@ -264,12 +264,7 @@ class AnimeRecommender(Catalogue, UserRatings):
         base = self._emb_has_meta.copy()
         base[pos] = False
         steps = self._filter_steps(genres, types, None, None, "emb")
-        restrict = self._id_mask(items, "items")
-        if restrict is not None:
-            steps.insert(0, ("items", restrict))
-        dropped = self._id_mask(exclude, "exclude")
-        if dropped is not None:
-            steps.append(("exclude", ~dropped))
+        steps = self._with_id_filters(steps, items, exclude)
         top = top_k(scores, n, self._apply(base, steps, "anime"))
         return self._emb_anime_ids[top], scores[top]
 
@@ -601,12 +596,7 @@ class AnimeRecommender(Catalogue, UserRatings):
             unseen = np.ones(self.n_anime, dtype=bool)
             unseen[seen[seen >= 0]] = False
             steps.insert(0, ("unseen", unseen))
-        restrict = self._id_mask(items, "items")
-        if restrict is not None:
-            steps.insert(0, ("items", restrict))
-        dropped = self._id_mask(exclude, "exclude")
-        if dropped is not None:
-            steps.append(("exclude", ~dropped))
+        steps = self._with_id_filters(steps, items, exclude)
         mask = self._apply(base, steps, "anime")
         top = top_k(scores, n, mask)
         predicted = self.model.predict(np.full(len(top), pos), top) if len(top) else np.empty(0)
