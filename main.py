@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import hydra
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from anime_recs.config import setup_logging
@@ -24,7 +25,7 @@ def go(config: DictConfig) -> None:
     setup_logging()
     cfg = OmegaConf.to_container(config, resolve=True)
     try:
-        run_pipeline(cfg, PROJECT_DIR, Path(hydra.utils.get_original_cwd()))
+        run_pipeline(cfg, PROJECT_DIR, Path(hydra.utils.get_original_cwd()), list(HydraConfig.get().overrides.task))
     except UserInputError as exc:
         print(f"error: {one_line(exc)}", file=sys.stderr, flush=True)
         sys.exit(2)

@@ -176,7 +176,7 @@ class Transaction:
         self.state = "committed"
         self._release()
         for artifact in self.staged:
-            logger.info("published artifact %s (%s)", artifact.ref, artifact.type)
+            logger.debug("published artifact %s (%s)", artifact.ref, artifact.type)
         return seq
 
     def abort(self) -> None:
@@ -469,5 +469,5 @@ class ArtifactStore:
             raise
         artifact = self._read(name, version)
         txn.staged.append(artifact)
-        logger.info("staged artifact %s (%s)", artifact.ref, type)
+        logger.debug("staged artifact %s (%s)", artifact.ref, type)
         return artifact

@@ -232,6 +232,7 @@ _USER = Rule("int", low=0, optional=True)
 _POSITIVE = Rule("number", low=0, open_low=True)
 CONFIG_SCHEMA: dict[str, Rule] = {
     "main.random_seed": _NON_NEGATIVE,
+    "main.verbose": _FLAG,
     **{f"data.{key}": _COUNT for key in ("sample_users", "sample_anime", "sample_mean_items")},
     "data.num_reviews": _NON_NEGATIVE,
     "data.download_timeout": _POSITIVE,

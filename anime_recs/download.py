@@ -5,11 +5,25 @@ into place only when complete, so an interrupted download leaves no file that
 looks finished. A download has an overall deadline as well as a per-read timeout,
 so a server that trickles bytes cannot hold a step forever. Errors name the
 source as the user gave it, never the temporary copy.
+
+HTTP downloads go through a cache keyed by URL (``$ANIME_RECS_DOWNLOAD_CACHE``, default
+``~/.cache/anime_recs/downloads``): a finished file is kept with its sha256 and the
+server's ``ETag`` / ``Last-Modified``; the next fetch of the same URL asks the server
+(``If-None-Match`` / ``If-Modified-Since``) and, on ``304 Not Modified``, reuses the
+cached file after checking its sha256. The destination is a hard link to the cache
+entry, so the cached file and the artifact published from it share one copy on disk.
+A connection that breaks mid-file is retried (``MAX_ATTEMPTS``, exponential back-off)
+and resumed with a ``Range`` request when the server supports it; the partial file
+also survives a killed step, so the next run resumes it.
 """
 
 from __future__ import annotations
 
+import hashlib
+import http.client
+import json
 import logging
+import os
 import re
 import shutil
 import socket
@@ -36,6 +50,9 @@ MAL_API = "mal-api"
 CHUNK = 1 << 20
 READ_TIMEOUT = 60.0  # seconds without a byte before a download is given up
 DOWNLOAD_DEADLINE = 3600.0  # seconds a whole download may take (data.download_timeout)
+CACHE_ENV = "ANIME_RECS_DOWNLOAD_CACHE"
+MAX_ATTEMPTS = 4  # tries of one download whose connection breaks mid-file
+BACKOFF = 0.5  # seconds before the first retry, doubled each time
 # The original project's data, for `data=original` (see README).
 ORIGINAL_URLS = {
     "stats_url": "https://github.com/Dyrutter/anime_recommendations/blob/main/data/user_stats.parquet?raw=True",
@@ -102,32 +119,116 @@ def fetch(source: str, dest: Path, timeout: float = READ_TIMEOUT, progress: bool
     return dest
 
 
+def download_cache() -> Path:
+    """The download cache folder (``$ANIME_RECS_DOWNLOAD_CACHE`` or ``~/.cache/anime_recs/downloads``)."""
+    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "anime_recs" / "downloads").expanduser()
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(CHUNK), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _link_or_copy(source: Path, dest: Path) -> None:
+    dest.unlink(missing_ok=True)
+    try:
+        os.link(source, dest)
+    except OSError:  # another file system: a copy is the only way
+        shutil.copyfile(source, dest)
+
+
 def _download(url: str, target: Path, timeout: float, progress: bool, deadline: float = DOWNLOAD_DEADLINE) -> None:
-    """Stream ``url`` into ``target`` with a progress bar, within ``deadline`` seconds in all."""
+    """Download ``url`` into ``target`` through the cache (see the module docstring)."""
+    entry = download_cache() / hashlib.sha256(url.encode()).hexdigest()[:32]
+    entry.mkdir(parents=True, exist_ok=True)
+    data, meta_file, partial = entry / "data", entry / "meta.json", entry / "partial"
+    try:
+        meta = json.loads(meta_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        meta = {}
+    validators = {}
+    if data.is_file() and meta.get("url") == url and _sha256(data) == meta.get("sha256"):
+        validators = {k: v for k, v in (("If-None-Match", meta.get("etag")), ("If-Modified-Since", meta.get("last_modified"))) if v}
+    headers = _fetch_resuming(url, partial, timeout, progress, deadline, validators)
+    if headers is None:  # 304: the cached file is the server's current one
+        print(f"using the cached download of {url} (sha256 {meta['sha256'][:12]}…)", flush=True)
+    else:
+        meta = {"url": url, "sha256": _sha256(partial), "size": partial.stat().st_size,
+                "etag": headers.get("ETag"), "last_modified": headers.get("Last-Modified")}
+        os.replace(partial, data)
+        meta_file.write_text(json.dumps(meta, indent=2), encoding="utf-8")
+    _link_or_copy(data, target)
+
+
+def _fetch_resuming(url: str, partial: Path, timeout: float, progress: bool, deadline: float,
+                    validators: dict[str, str]) -> http.client.HTTPMessage | None:
+    """Stream ``url`` into ``partial``, resuming after broken connections; None when the server says 304.
+
+    Returns:
+        The final response's headers, or None for ``304 Not Modified``.
+    """
+    ends = time.monotonic() + deadline
+    for attempt in range(MAX_ATTEMPTS):
+        have = partial.stat().st_size if partial.is_file() else 0
+        headers = {"User-Agent": "anime-recs/0.1", **validators, **({"Range": f"bytes={have}-"} if have else {})}
+        try:
+            return _stream(url, headers, partial, have, timeout, progress, deadline, ends)
+        except _Broken as exc:
+            if attempt == MAX_ATTEMPTS - 1 or time.monotonic() > ends:
+                raise UserInputError(f"download of {url} stopped early ({exc}) {MAX_ATTEMPTS} times; "
+                                     "try again later (the next run resumes it)") from None
+            logger.info("download of %s broke (%s); resuming in %.1f s", url, exc, BACKOFF * 2**attempt)
+            time.sleep(BACKOFF * 2**attempt)
+    raise AssertionError("unreachable")
+
+
+class _Broken(Exception):
+    """A connection that broke after the response started: worth retrying."""
+
+
+def _stream(url: str, headers: dict[str, str], partial: Path, have: int, timeout: float, progress: bool, deadline: float,
+            ends: float) -> http.client.HTTPMessage | None:
+    """One request; appends to ``partial`` on ``206``, rewrites it on ``200``."""
     from tqdm import tqdm
 
-    request = urllib.request.Request(url, headers={"User-Agent": "anime-recs/0.1"})
-    ends = time.monotonic() + deadline
+    request = urllib.request.Request(url, headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             if "html" in (response.headers.get_content_type() or ""):
                 raise UserInputError(f"{url} answered with an HTML page, not a data file; use the link to the raw file "
                                      "(e.g. GitHub's ?raw=True)")
-            total = int(response.headers.get("Content-Length") or 0) or None
+            resumed = response.status == 206
+            start = have if resumed else 0
+            length = int(response.headers.get("Content-Length") or 0) or None
+            total = start + length if length is not None else None
             name = Path(urllib.parse.urlparse(url).path).name or url
-            with open(target, "wb") as out, tqdm(
-                total=total, unit="B", unit_scale=True, desc=f"download {cut(name, 40)}", disable=not progress, file=sys.stderr
+            with open(partial, "ab" if resumed else "wb") as out, tqdm(
+                total=total, initial=start, unit="B", unit_scale=True, desc=f"download {cut(name, 40)}", disable=not progress,
+                file=sys.stderr
             ) as bar:
-                # read1 returns what has arrived, so the deadline is checked even while a server trickles bytes.
-                for chunk in iter(lambda: response.read1(CHUNK), b""):
-                    out.write(chunk)
-                    bar.update(len(chunk))
-                    if time.monotonic() > ends:
-                        raise UserInputError(f"download of {url} did not finish within {deadline:g} s "
-                                             f"({out.tell():,} bytes so far); raise data.download_timeout or use a local copy")
-            if total is not None and target.stat().st_size != total:
-                raise UserInputError(f"download of {url} stopped early ({target.stat().st_size} of {total} bytes); try again")
+                try:
+                    # read1 returns what has arrived, so the deadline is checked even while a server trickles bytes.
+                    for chunk in iter(lambda: response.read1(CHUNK), b""):
+                        out.write(chunk)
+                        bar.update(len(chunk))
+                        if time.monotonic() > ends:
+                            raise UserInputError(f"download of {url} did not finish within {deadline:g} s "
+                                                 f"({out.tell():,} bytes so far); raise data.download_timeout or use a local copy")
+                except (http.client.IncompleteRead, ConnectionError, socket.timeout, TimeoutError) as exc:
+                    raise _Broken(f"{out.tell():,} of {total or '?'} bytes: {type(exc).__name__}") from None
+            size = partial.stat().st_size
+            if total is not None and size != total:
+                raise _Broken(f"{size} of {total} bytes")
+            return response.headers
     except urllib.error.HTTPError as exc:
+        if exc.code == 304:
+            return None
+        if exc.code == 416 and have:  # our partial file is longer than the file now served: start again
+            partial.unlink(missing_ok=True)
+            raise _Broken("the file changed on the server") from None
         raise UserInputError(f"cannot download {url}: HTTP {exc.code} {exc.reason}; check the URL") from None
     except (urllib.error.URLError, socket.timeout, ConnectionError, TimeoutError) as exc:
         reason = getattr(exc, "reason", exc)

@@ -25,7 +25,8 @@ from .config import str_to_list, validate_config
 from .download import MAL_API, source_kind
 from .mal import source as mal_source
 from .errors import UserInputError
-from .tracking import PARENT_RUN_ENV, WANDB_MODE_ENV, ensure_tracking_store, resolve_wandb_mode
+from .backends import BACKEND_ENV, check_tracking_server, require_wandb_online, resolve_backend_name
+from .tracking import PARENT_RUN_ENV, VERBOSE_ENV, WANDB_MODE_ENV, ensure_tracking_store, quiet_third_parties, resolve_wandb_mode
 
 logger = logging.getLogger(__name__)
 
@@ -273,17 +274,42 @@ def step_uri(step: str, cfg: Config, project_dir: Path) -> tuple[str, str | None
 
 
 def configure_environment(cfg: Config, base: Path) -> None:
-    """Export what every step process reads: W&B grouping and mode, the artifact root."""
+    """Export what every step process reads: W&B grouping and mode, the artifact backend and root, verbosity.
+
+    With a remote backend (``mlflow``, ``wandb``) and neither ``main.artifact_root`` nor
+    ``$ANIME_RECS_ARTIFACTS``, no local store is kept: each step stages and caches in a temporary one.
+
+    Raises:
+        UserInputError: an unknown backend, a W&B backend without W&B online, an unreachable tracking server.
+    """
     main = cfg["main"]
+    os.environ[VERBOSE_ENV] = "1" if main.get("verbose") else "0"
+    quiet_third_parties()
+    import mlflow
+
     os.environ["WANDB_PROJECT"] = str(main["project_name"])
     os.environ["WANDB_RUN_GROUP"] = str(main["experiment_name"])
     os.environ[WANDB_MODE_ENV] = resolve_wandb_mode(str(main["wandb_mode"]))
-    root = _abs(str(main["artifact_root"]), base) if main.get("artifact_root") else str(default_root())
-    os.environ[ROOT_ENV] = root
+    backend = resolve_backend_name(str(main.get("artifact_backend") or "local"))
+    if backend == "wandb":
+        require_wandb_online(os.environ[WANDB_MODE_ENV])
+    check_tracking_server(mlflow.get_tracking_uri())
+    os.environ[BACKEND_ENV] = backend
+    if main.get("artifact_root"):
+        os.environ[ROOT_ENV] = _abs(str(main["artifact_root"]), base)
+    elif backend == "local":
+        os.environ[ROOT_ENV] = str(default_root())
 
 
-def run_pipeline(cfg: Config, project_dir: Path, base: Path) -> list[str]:
-    """Run the chosen steps through ``mlflow.run`` under one parent run; return the child run ids."""
+def run_pipeline(cfg: Config, project_dir: Path, base: Path, overrides: list[str] | None = None) -> list[str]:
+    """Run the chosen steps through ``mlflow.run`` under one parent run; return the child run ids.
+
+    Args:
+        cfg: the resolved Hydra config.
+        project_dir: the folder holding the step folders.
+        base: where the user ran (relative paths are resolved against it).
+        overrides: the command-line overrides of this job, logged on the parent run with the resolved config.
+    """
     steps = parse_steps(cfg["main"]["execute_steps"])
     validate_config(cfg)
     env_manager = str(cfg["main"]["env_manager"])
@@ -293,7 +319,7 @@ def run_pipeline(cfg: Config, project_dir: Path, base: Path) -> list[str]:
     with tempfile.TemporaryDirectory(prefix="anime_recs_pipeline_") as workdir:
         # Build every step's parameters first: config errors surface before anything runs.
         params = {step: STEPS[step](cfg, base, Path(workdir)) for step in steps}
-        return _run_steps(cfg, steps, params, project_dir, env_manager)
+        return _run_steps(cfg, steps, params, project_dir, env_manager, overrides or [])
 
 
 def pin_inputs(params: Mapping[str, Any], produced: Mapping[str, str]) -> dict[str, Any]:
@@ -340,7 +366,19 @@ def _run_record(client: Any, run_id: str) -> tuple[dict[str, str], dict[str, str
     return outputs, inputs
 
 
-def _run_steps(cfg: Config, steps: list[str], params: dict[str, dict[str, Any]], project_dir: Path, env_manager: str) -> list[str]:
+def _log_config(cfg: Config, overrides: list[str]) -> None:
+    """Record the resolved config and the overrides on the active (parent) run, as the MLflow UI shows them."""
+    import mlflow
+
+    mlflow.log_dict(dict(cfg), "config/resolved_config.yaml")
+    mlflow.log_dict({"overrides": list(overrides)}, "config/overrides.yaml")
+    mlflow.set_tag("anime_recs.overrides", " ".join(overrides)[:5000])
+    mlflow.log_params({"model.family": cfg.get("model", {}).get("family", ""),
+                       "main.artifact_backend": os.environ.get(BACKEND_ENV, "local")})
+
+
+def _run_steps(cfg: Config, steps: list[str], params: dict[str, dict[str, Any]], project_dir: Path, env_manager: str,
+               overrides: list[str]) -> list[str]:
     """Submit each step with ``mlflow.run`` under one parent run, pinning what earlier steps produced."""
     import mlflow
     from mlflow.tracking import MlflowClient
@@ -354,7 +392,11 @@ def _run_steps(cfg: Config, steps: list[str], params: dict[str, dict[str, Any]],
     with mlflow.start_run(run_name="pipeline") as parent:
         os.environ[PARENT_RUN_ENV] = parent.info.run_id
         mlflow.set_tag("anime_recs.steps", ",".join(steps))
-        print(f"pipeline run {parent.info.run_id}: steps {', '.join(steps)}; artifacts in {os.environ[ROOT_ENV]}", flush=True)
+        _log_config(cfg, overrides)
+        where = os.environ.get(ROOT_ENV) or f"the MLflow tracking server {mlflow.get_tracking_uri()}"
+        if os.environ[BACKEND_ENV] == "wandb":
+            where = f"W&B project {os.environ['WANDB_PROJECT']}"
+        print(f"pipeline run {parent.info.run_id}: steps {', '.join(steps)}; artifacts in {where}", flush=True)
         for step in steps:
             uri, version = step_uri(step, cfg, project_dir)
             step_params = pin_inputs(params[step], produced)

@@ -108,7 +108,7 @@ def preprocess(
         if removed:
             frame = frame.loc[~drop]
         report.append((rule, removed, len(frame)))
-        logger.info("%-18s removed %10s rows, %10s left", rule, f"{removed:,}", f"{len(frame):,}")
+        logger.debug("%-18s removed %10s rows, %10s left", rule, f"{removed:,}", f"{len(frame):,}")
         if len(frame) == 0:
             raise UserInputError(f"preprocess rule {rule!r} removed every row; relax it (see data.* options)")
 

@@ -7,12 +7,14 @@ Every step script calls :func:`run_step`, which
 - starts a W&B run in the mode chosen by ``ANIME_RECS_WANDB_MODE``
   (``auto``: online when an API key is configured, else offline; ``online``,
   ``offline``, ``disabled``), grouped by ``WANDB_PROJECT`` / ``WANDB_RUN_GROUP``;
-- hands the step a :class:`StepContext` whose ``use_artifact`` records the exact
-  input versions as run parameters and whose ``log_artifact`` stages outputs in one
+- hands the step a :class:`StepContext` whose ``use_artifact`` reads through the
+  artifact backend (``$ANIME_RECS_ARTIFACT_BACKEND``: ``local``, ``mlflow``, ``wandb``;
+  see :mod:`anime_recs.backends`), records the exact input versions as run parameters
+  and as MLflow dataset inputs, and whose ``log_artifact`` stages outputs in one
   artifact-store transaction per step run;
-- commits that transaction when the step body returns, so a step's outputs become
-  visible together (and are then logged to the MLflow run as ``output.<name>`` tags
-  and files, and to the W&B run) or, if it fails or is killed, never;
+- publishes that transaction through the backend when the step body returns, so a
+  step's outputs become visible together (recorded on the MLflow run as
+  ``output.<name>`` tags) or, if it fails or is killed, never;
 - turns a :class:`~anime_recs.errors.UserInputError` into one line on stderr
   and exit status 2.
 
@@ -32,7 +34,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .artifacts import ArtifactStore, ArtifactVersion
+from .artifacts import ROOT_ENV, ArtifactStore, ArtifactVersion
+from .backends import (ArtifactBackend, LocalBackend, check_tracking_server, manifest_digest, open_backend,
+                       require_wandb_online, resolve_backend_name, scratch_store)
 from .config import setup_logging
 from .errors import UserInputError, one_line
 from .locking import file_lock
@@ -42,6 +46,7 @@ logger = logging.getLogger(__name__)
 PARENT_RUN_ENV = "ANIME_RECS_PARENT_RUN_ID"
 WANDB_MODE_ENV = "ANIME_RECS_WANDB_MODE"
 WANDB_MODES = ("auto", "online", "offline", "disabled")
+VERBOSE_ENV = "ANIME_RECS_VERBOSE"
 
 
 def wandb_key_configured() -> bool:
@@ -73,9 +78,12 @@ def resolve_wandb_mode(mode: str | None = None) -> str:
 class StepContext:
     """What a step uses to read inputs and publish outputs."""
 
-    def __init__(self, step: str, store: ArtifactStore, mlflow_module: Any, wandb_run: Any | None, wandb_mode: str) -> None:
+    def __init__(self, step: str, store: ArtifactStore, mlflow_module: Any, wandb_run: Any | None, wandb_mode: str,
+                 backend: ArtifactBackend | None = None) -> None:
+        """Open the step's transaction in ``store``; read and publish through ``backend`` (default: the local store)."""
         self.step = step
         self.store = store
+        self.backend = backend or LocalBackend(store)
         self._mlflow = mlflow_module
         self._wandb_run = wandb_run
         self._wandb_mode = wandb_mode
@@ -86,17 +94,28 @@ class StepContext:
         self.workdir = Path(self._tmp.name)
 
     def use_artifact(self, ref: str, type: str | None = None) -> ArtifactVersion:
-        """Resolve and verify an input artifact; record its exact version on the run."""
-        artifact = self.store.get(ref, type)
+        """Resolve and verify an input artifact; record its exact version and digest on the runs."""
+        artifact = self.backend.get(ref, type)
         self.inputs[artifact.name] = artifact.ref
         self._mlflow.log_param(f"input.{artifact.name}"[:250], artifact.ref)
-        if self._wandb_run is not None and self._wandb_mode == "online":
-            try:  # lineage only; the local store already gave us the files
-                self._wandb_run.use_artifact(f"{artifact.name}:latest")
+        self._log_dataset(artifact)
+        lineage = self.backend.lineage_ref(artifact)
+        if lineage and self._wandb_run is not None and self._wandb_mode == "online":
+            try:  # lineage only; the backend already gave us the files
+                self._wandb_run.use_artifact(lineage)
             except Exception as exc:  # noqa: BLE001 - W&B lineage must never fail a step
                 logger.warning("W&B could not record input %s: %s", artifact.ref, exc)
-        logger.info("using %s", artifact.ref)
+        print(f"using {artifact.ref} ({self.backend.name})", flush=True)
         return artifact
+
+    def _log_dataset(self, artifact: ArtifactVersion) -> None:
+        """Show the input in the MLflow UI's dataset panel: name = exact version, digest = content digest."""
+        from mlflow.data.sources import LocalArtifactDatasetSource
+        from mlflow.data.meta_dataset import MetaDataset
+
+        dataset = MetaDataset(LocalArtifactDatasetSource(str(artifact.path)), name=artifact.ref,
+                              digest=manifest_digest(artifact)[:32])
+        self._mlflow.log_input(dataset, context=artifact.type, tags={"artifact_backend": self.backend.name})
 
     def log_artifact(
         self,
@@ -117,20 +136,22 @@ class StepContext:
         return artifact
 
     def commit(self) -> None:
-        """Publish every staged output at once, then record them on the MLflow and W&B runs."""
-        self.txn.commit()
-        for artifact in self.txn.staged:
-            self._mlflow.set_tag(f"output.{artifact.name}"[:250], artifact.ref)
-            self._mlflow.log_artifacts(str(artifact.path), artifact_path=artifact.name)
-            if self._wandb_run is not None:
-                import wandb
+        """Publish every staged output at once through the backend, then tag the MLflow run with the versions."""
+        published = self.backend.publish(self.txn, self._mlflow, self._wandb_run)
+        self._mlflow.set_tags({f"output.{a.name}"[:250]: a.ref for a in published})
+        for artifact in published:
+            self.outputs[artifact.name] = artifact.ref
+            print(f"published {artifact.ref}  ({artifact.type}: {', '.join(artifact.files)}; {self.backend.name})", flush=True)
 
-                wb_artifact = wandb.Artifact(artifact.name, type=artifact.type, description=artifact.description,
-                                             metadata=artifact.metadata)
-                for filename in artifact.files:
-                    wb_artifact.add_file(str(artifact.path / filename), name=filename)
-                self._wandb_run.log_artifact(wb_artifact)
-            print(f"published {artifact.ref}  ({artifact.type}: {', '.join(artifact.files)})", flush=True)
+    def log_table(self, frame: Any, name: str) -> None:
+        """Show a result table in the MLflow UI (``mlflow.log_table``) and, when W&B is on, as a ``wandb.Table``."""
+        table = frame.reset_index(drop=True)
+        table.columns = [str(c) for c in table.columns]
+        self._mlflow.log_table(table.astype(object).where(table.notna(), None), artifact_file=f"tables/{Path(name).stem}.json")
+        if self._wandb_run is not None:
+            import wandb
+
+            self._wandb_run.log({f"tables/{Path(name).stem}": wandb.Table(dataframe=table.astype(str))})
 
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
         """Log numeric metrics to MLflow (and W&B)."""
@@ -203,36 +224,69 @@ def _start_wandb(step: str, params: dict[str, Any], mode: str, store: ArtifactSt
     )
 
 
+#: Steps whose MLflow run records CPU, memory and disk use (MLflow system metrics).
+SYSTEM_METRICS_STEPS = ("neural_network", "evaluate")
+
+
+def quiet_third_parties() -> None:
+    """Silence TensorFlow's C++ INFO/WARNING lines and MLflow's INFO lines unless asked (``main.verbose=true``: ``$ANIME_RECS_VERBOSE``)."""
+    verbose = os.environ.get(VERBOSE_ENV, "").lower() in ("1", "true")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if verbose else "2")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "true" if verbose else "false")
+    # MLflow's own INFO lines ("=== Running command ...", "Creating a new experiment") repeat what we print.
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "INFO" if verbose else "WARNING")
+    logging.getLogger("mlflow").setLevel(logging.INFO if verbose else logging.WARNING)
+    if verbose:
+        logging.getLogger().setLevel(logging.DEBUG)
+
+
 def run_step(step: str, params: dict[str, Any], body: Callable[[StepContext], Any]) -> Any:
-    """Run ``body`` inside an MLflow (+ W&B) run; one-line errors, exit 2 on bad input."""
+    """Run ``body`` inside an MLflow (+ W&B) run; one-line errors, exit 2 on bad input.
+
+    The backend (``$ANIME_RECS_ARTIFACT_BACKEND``) is checked before any run starts: an
+    unreachable tracking server or a W&B backend without a key ends the step with one line.
+    A remote backend stages outputs in a temporary store and keeps verified downloads in
+    ``$ANIME_RECS_ARTIFACTS/.remote`` when set (else in the temporary store too).
+    """
     setup_logging()
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up chatter buries our progress lines
+    quiet_third_parties()
     # TF's default CPU allocator page-faults large buffers back in every step (3x slower stock fit, bench/train.py).
     os.environ.setdefault("TF_CPU_ALLOCATOR_USE_BFC", "true")
     started = time.perf_counter()
+    scratch = None
     try:
         import mlflow
 
-        store = ArtifactStore()
+        backend_name = resolve_backend_name()
         mode = resolve_wandb_mode()
+        if backend_name == "wandb":
+            require_wandb_online(mode)
+        check_tracking_server(mlflow.get_tracking_uri())
+        if backend_name == "local":
+            store = cache = ArtifactStore()
+        else:  # outputs are staged in scratch; only verified downloads are kept, and only in a configured root
+            store, scratch = scratch_store()
+            cache = ArtifactStore() if os.environ.get(ROOT_ENV) else store
         ensure_tracking_store()
-        with mlflow.start_run(run_name=step) as run:
+        with mlflow.start_run(run_name=step, log_system_metrics=step in SYSTEM_METRICS_STEPS) as run:
             parent = os.environ.get(PARENT_RUN_ENV)
             if parent and parent != run.info.run_id:
                 mlflow.set_tag("mlflow.parentRunId", parent)
-            mlflow.set_tag("anime_recs.step", step)
+            mlflow.set_tags({"anime_recs.step": step, "anime_recs.artifact_backend": backend_name})
             wandb_run = _start_wandb(step, params, mode, store)
-            ctx = StepContext(step, store, mlflow, wandb_run, mode)
             try:
-                ctx.log_params(params)
-                result = body(ctx)
-                ctx.commit()
-                ctx.log_metrics({"step_seconds": time.perf_counter() - started})
+                ctx = StepContext(step, store, mlflow, wandb_run, mode, open_backend(backend_name, cache, wandb_run, mode))
+                try:
+                    ctx.log_params(params)
+                    result = body(ctx)
+                    ctx.commit()
+                    ctx.log_metrics({"step_seconds": time.perf_counter() - started})
+                finally:
+                    ctx.close()
             finally:
-                ctx.close()
                 if wandb_run is not None:
                     wandb_run.finish(exit_code=0 if sys.exc_info()[0] is None else 1)
-        logger.info("%s finished in %.1f s", step, time.perf_counter() - started)
+        print(f"{step} finished in {time.perf_counter() - started:.1f} s", flush=True)
         return result
     except UserInputError as exc:
         print(f"error: {step}: {one_line(exc)}", file=sys.stderr, flush=True)
@@ -240,3 +294,6 @@ def run_step(step: str, params: dict[str, Any], body: Callable[[StepContext], An
     except KeyboardInterrupt:
         print(f"error: {step}: interrupted; nothing of this step run was published, re-run the step", file=sys.stderr)
         raise SystemExit(130) from None
+    finally:
+        if scratch is not None:
+            scratch.cleanup()

@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import sys
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+@pytest.fixture(autouse=True)
+def download_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Each test downloads through a cache of its own (never the user's ~/.cache)."""
+    folder = tmp_path / "download-cache"
+    monkeypatch.setenv("ANIME_RECS_DOWNLOAD_CACHE", str(folder))
+    return folder
 
 
 @pytest.fixture()
@@ -24,6 +34,25 @@ def store_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.delenv("MLFLOW_EXPERIMENT_ID", raising=False)
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
     return root
+
+
+@pytest.fixture(scope="session")
+def tracking_db(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """One MLflow sqlite store for the in-process step runs of the session (creating one costs ~7 s of migrations).
+
+    Its default experiment keeps artifacts in ``mlruns/`` beside the database.
+    """
+    from mlflow.tracking import MlflowClient
+
+    folder = tmp_path_factory.mktemp("tracking")
+    uri = f"sqlite:///{folder / 'mlflow.db'}"
+    here = Path.cwd()
+    os.chdir(folder)  # the default experiment's artifact location is ./mlruns of where the store is created
+    try:
+        MlflowClient(uri).search_experiments()
+    finally:
+        os.chdir(here)
+    return uri
 
 
 @pytest.fixture()
@@ -41,3 +70,11 @@ def child_env(**extra: str) -> dict[str, str]:
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env.update(extra)
     return env
+
+
+def step_module(step: str) -> ModuleType:
+    """A step's entry script (``<step>/<step>.py``) imported in-process, to run its ``main``/``parse_args``."""
+    spec = importlib.util.spec_from_file_location(f"step_script_{step}", REPO / step / f"{step}.py")
+    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    return module

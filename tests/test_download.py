@@ -98,3 +98,57 @@ def test_ratings_only_csv_gets_completed_status(tmp_path: Path) -> None:
     pd.DataFrame({"user_id": [0], "anime_id": [5]}).to_csv(src, index=False)
     with pytest.raises(UserInputError, match=r"lacks column\(s\) rating"):
         csv_to_parquet(src, tmp_path / "out2.parquet")
+
+
+class FlakyRangeHandler(http.server.BaseHTTPRequestHandler):
+    """Serves one payload with an ETag and Range support; the first answer breaks off halfway."""
+
+    payload = b""
+    requests: list[dict[str, str]] = []
+
+    def log_message(self, *args: object) -> None:  # quiet
+        pass
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's name
+        self.requests.append({k: v for k, v in self.headers.items() if k in ("Range", "If-None-Match")})
+        etag = '"' + hashlib.sha256(self.payload).hexdigest()[:16] + '"'
+        if self.headers.get("If-None-Match") == etag:
+            self.send_response(304)
+            self.end_headers()
+            return
+        start = int(self.headers["Range"].removeprefix("bytes=").rstrip("-")) if self.headers.get("Range") else 0
+        body = self.payload[start:]
+        self.send_response(206 if start else 200)
+        self.send_header("ETag", etag)
+        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Content-Length", str(len(body)))
+        if start:
+            self.send_header("Content-Range", f"bytes {start}-{len(self.payload) - 1}/{len(self.payload)}")
+        self.end_headers()
+        if len(self.requests) == 1:  # the first connection breaks after half of the file
+            self.wfile.write(body[: len(body) // 2])
+            self.wfile.flush()
+            self.connection.shutdown(socket.SHUT_RDWR)
+            return
+        self.wfile.write(body)
+
+
+def test_broken_download_resumes_and_a_second_fetch_uses_the_cache(tmp_path: Path, download_cache: Path) -> None:
+    FlakyRangeHandler.payload = bytes(range(256)) * 8_000  # 2 MB
+    FlakyRangeHandler.requests = []
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), FlakyRangeHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/stats.parquet"
+    try:
+        first = fetch(url, tmp_path / "first.bin", progress=False)
+        assert first.read_bytes() == FlakyRangeHandler.payload
+        assert FlakyRangeHandler.requests[1]["Range"] == f"bytes={len(FlakyRangeHandler.payload) // 2}-"  # resumed, not restarted
+        second = fetch(url, tmp_path / "second.bin", progress=False)
+        assert second.read_bytes() == FlakyRangeHandler.payload
+        assert len(FlakyRangeHandler.requests) == 3 and "If-None-Match" in FlakyRangeHandler.requests[2]  # answered 304
+        assert second.stat().st_ino == first.stat().st_ino  # one copy on disk, shared with the cache
+        (cached,) = download_cache.glob("*/data")
+        assert cached.stat().st_ino == first.stat().st_ino
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -112,6 +112,7 @@ def wait_for_lines(path: Path, n: int, proc: subprocess.Popen, timeout: float = 
     raise AssertionError(f"{path} never reached {n} lines")
 
 
+@pytest.mark.slow  # real processes killed mid-refresh
 def test_kill_9_and_ctrl_c_then_resume_never_duplicates(tmp_path: Path) -> None:
     world = sample_world(SECRET, n_users=6, n_anime=40, mean_items=8)
     out, ref = tmp_path / "mal", tmp_path / "reference"

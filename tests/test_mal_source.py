@@ -57,6 +57,7 @@ def test_source_syntax_and_pipeline_paths(tmp_path: Path) -> None:
     assert params["stats_url"] == f"mal-api:{tmp_path / 'mal_data'}" and params["all_anime_url"] == "mal-api:/abs/mal"
 
 
+@pytest.mark.slow  # real step and CLI processes, searched byte by byte for names and the client id
 def test_download_step_publishes_a_refresh_with_counts_and_no_names(tmp_path: Path) -> None:
     out = tmp_path / "mal"
     world, result = make_refresh(tmp_path, n_users=6, n_anime=15, mean_items=6, out=out)
@@ -97,6 +98,7 @@ def test_download_step_publishes_a_refresh_with_counts_and_no_names(tmp_path: Pa
 
 @pytest.mark.slow
 def test_pipeline_runs_on_refreshed_data_and_recommends_a_new_anime(tmp_path: Path) -> None:
+    # Regression: with hybrid the default family, the network options (model.epochs, ...) need model=original.
     work = tmp_path / "work"
     work.mkdir()
     world, _ = make_refresh(tmp_path, n_users=80, n_anime=40, mean_items=14, out=work / "mal_data")

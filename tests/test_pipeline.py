@@ -16,7 +16,7 @@ import pytest
 from anime_recs.artifacts import ArtifactStore
 from anime_recs.errors import UserInputError
 from anime_recs.pipeline import STEPS, parse_steps
-from tests.conftest import REPO, child_env
+from tests.conftest import REPO, child_env, step_module
 
 SMALL = "data.sample_users=200 data.sample_anime=120 data.sample_mean_items=30 data.num_reviews=5"
 
@@ -96,15 +96,15 @@ def test_mlproject_files_match_step_options() -> None:
     assert out.returncode == 0, out.stderr
 
 
-def test_step_help_lists_every_option() -> None:
-    pairs = (("download/download.py", "--stats_url"), ("preprocess/preprocess.py", "--drop_half_watched"),
-             ("neural_network/neural_network.py", "--overrides"), ("evaluate/evaluate.py", "--relevant_threshold"),
-             ("similar_anime/similar_anime.py", "--anime_query"), ("similar_users/similar_users.py", "--TV_only"),
-             ("user_prefs/user_prefs.py", "--favorite_percentile"), ("user_recs/user_recs.py", "--recs_n_sim_ID"),
-             ("model_recs/model_recs.py", "--min_score"))
-    for script, option in pairs:
-        out = subprocess.run([sys.executable, script, "--help"], cwd=REPO, capture_output=True, text=True, env=child_env())
-        assert out.returncode == 0 and option in out.stdout and "default" in out.stdout
+def test_step_help_lists_every_option(capsys: pytest.CaptureFixture[str]) -> None:
+    pairs = (("download", "--stats_url"), ("preprocess", "--drop_half_watched"), ("neural_network", "--overrides"),
+             ("evaluate", "--relevant_threshold"), ("similar_anime", "--anime_query"), ("similar_users", "--TV_only"),
+             ("user_prefs", "--favorite_percentile"), ("user_recs", "--recs_n_sim_ID"), ("model_recs", "--min_score"))
+    for step, option in pairs:
+        with pytest.raises(SystemExit) as ended:
+            step_module(step).parse_args(["--help"])
+        out = capsys.readouterr().out
+        assert ended.value.code == 0 and option in out and "default" in out, step
 
 
 @pytest.fixture()
@@ -122,6 +122,7 @@ def assert_one_line_error(result: subprocess.CompletedProcess, text: str) -> Non
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.slow  # the same inputs run in-process in tests/test_reliability.py
 def test_bad_inputs_end_with_one_line_and_publish_nothing(tmp_path: Path, step_env: dict[str, str]) -> None:
     small = ["--sample_users", "80", "--sample_anime", "60", "--sample_mean_items", "20"]
     assert_one_line_error(step_script("download/download.py", "--stats_url", str(tmp_path / "missing.parquet"), *small, env=step_env),
@@ -155,6 +156,7 @@ def test_bad_inputs_end_with_one_line_and_publish_nothing(tmp_path: Path, step_e
     assert "preprocessed_stats.parquet" not in store.names()
 
 
+@pytest.mark.slow
 def test_kill_9_during_download_then_rerun(tmp_path: Path, step_env: dict[str, str]) -> None:
     proc = subprocess.Popen([sys.executable, "download.py", "--sample_users", "40000", "--sample_anime", "900"],
                             cwd=REPO / "download", env=step_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

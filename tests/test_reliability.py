@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import gzip
 import http.server
-import importlib.util
 import json
 import os
 import socketserver
@@ -19,7 +18,6 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
@@ -30,26 +28,13 @@ from anime_recs.errors import ArtifactError, UserInputError, one_line, plain
 from anime_recs.pipeline import check_inputs, pin_inputs
 from anime_recs.preprocess import PreprocessOptions, preprocess
 from anime_recs.sample import make_sample
-from tests.conftest import REPO, child_env
+from tests.conftest import REPO, child_env, step_module
 
 STATS_HEADER = "user_id,anime_id,rating,watching_status,watched_episodes\n"
 SMALL = ["--sample_users", "50", "--sample_anime", "40", "--sample_mean_items", "10"]
 
 
-def _script(step: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(f"reliability_{step}", REPO / step / f"{step}.py")
-    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
-    spec.loader.exec_module(module)  # type: ignore[union-attr]
-    return module
-
-
-DOWNLOAD = _script("download")
-
-
-@pytest.fixture(scope="module")
-def tracking_db(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """One MLflow store for the module's in-process step runs (a fresh one per test costs a migration)."""
-    return f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlflow.db'}"
+DOWNLOAD = step_module("download")
 
 
 @pytest.fixture()
@@ -280,7 +265,7 @@ def test_fractional_user_query_is_an_error_not_truncated(capsys: pytest.CaptureF
     # Regression: --user_query 1167.5 was used as user 1167.
     assert optional_int("1167") == 1167 and optional_int("1167.0") == 1167 and optional_int("null") is None
     with pytest.raises(SystemExit) as ended:
-        _script("similar_users").parse_args(["--user_query", "1167.5"])
+        step_module("similar_users").parse_args(["--user_query", "1167.5"])
     assert ended.value.code == 2 and "expected a whole number or null, got '1167.5'" in capsys.readouterr().err
 
 

@@ -138,7 +138,9 @@ def run_download(
             metadata.update(sample_size.__dict__)
         if source_kind(raw.source) == MAL_API:
             metadata.update(mal_source.metadata(raw.source))
-        artifact = ctx.log_artifact(raw.artifact, raw.type, {name_inside: path}, raw.description, metadata)
+        # move: the file is ours (in the step's scratch folder, or a hard link to the download cache), so the
+        # published version shares its disk blocks instead of adding a copy.
+        artifact = ctx.log_artifact(raw.artifact, raw.type, {name_inside: path}, raw.description, metadata, move=True)
         refs[raw.kind] = artifact.ref
         ctx.log_metrics({f"rows_{raw.kind}": rows[raw.kind]})
         if save_raw_locally:

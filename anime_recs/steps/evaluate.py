@@ -48,6 +48,7 @@ def run_evaluate(ctx: StepContext, input_data: str, input_type: str, model_cfg: 
     table = evaluate_models(models, split, relevant_threshold, (scaling.rating_min, scaling.rating_max), k=k)
     table = table.reset_index(names="model")
     print_table(table, f"evaluation on held-out ratings (relevant >= {relevant_threshold:g}, k={k})")
+    ctx.log_table(table, output)
     for row in table.to_dict("records"):
         ctx.log_metrics({f"{row['model']}.{key}".replace("@", "_at_"): value for key, value in row.items()
                          if key != "model" and isinstance(value, (int, float)) and pd.notna(value)})

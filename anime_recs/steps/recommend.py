@@ -133,9 +133,10 @@ def choose_user(ctx: StepContext, rec: AnimeRecommender, choice: UserChoice, see
 
 def publish_table(ctx: StepContext, frame: pd.DataFrame, name: str, type: str, description: str, title: str,
                   metadata: dict | None = None, columns: list[str] | None = None) -> str:
-    """Print a readable table, write the CSV atomically and publish it; return the ref."""
+    """Print a readable table, show it in the MLflow (and W&B) UI, write the CSV atomically and publish it; return the ref."""
     shown = frame[[c for c in (columns or list(frame.columns)) if c in frame.columns]]
     print_table(shown, title)
+    ctx.log_table(shown, name)
     if frame.attrs.get("note"):
         print(f"note: {frame.attrs['note']}", flush=True)
     path = write_csv(frame, ctx.workdir / name)

@@ -1,0 +1,70 @@
+"""Every step body in-process (the fast lane): the real entry scripts' ``main`` through ``StepContext``.
+
+A temporary artifact store and an MLflow experiment of its own in the session's sqlite store; the same steps through
+``mlflow run`` subprocesses are in tests/test_steps_e2e.py (slow lane).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import mlflow
+import pandas as pd
+import pytest
+
+from anime_recs.artifacts import ArtifactStore
+from tests.conftest import REPO, step_module
+
+CONFIG = str(REPO / "config" / "config.yaml")
+ARGS = {
+    "download": ["--sample_users", "200", "--sample_anime", "150", "--sample_mean_items", "30"],
+    "preprocess": ["--num_reviews", "5"],
+    "neural_network": ["--model_config", CONFIG],
+    "evaluate": ["--model_config", CONFIG],
+    "similar_anime": ["--anime_query", "Rental Magica"],
+    "similar_users": ["--user_query", "null", "--random_user", "true"],
+    "user_prefs": [],
+    "user_recs": [],
+    "model_recs": [],
+}
+
+
+@pytest.fixture(scope="module")
+def ran(tmp_path_factory: pytest.TempPathFactory, tracking_db: str) -> Iterator[tuple[ArtifactStore, dict[str, str]]]:
+    """Run the nine steps in pipeline order in this process; yield the store and each step's MLflow run id."""
+    work = tmp_path_factory.mktemp("inprocess")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("ANIME_RECS_ARTIFACTS", str(work / "artifacts"))
+        patch.setenv("MLFLOW_TRACKING_URI", tracking_db)
+        patch.setenv("MLFLOW_EXPERIMENT_NAME", f"inprocess-{work.name}")  # this module's runs only
+        patch.setenv("ANIME_RECS_WANDB_MODE", "disabled")
+        for key in ("MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID", "ANIME_RECS_ARTIFACT_BACKEND", "ANIME_RECS_PARENT_RUN_ID"):
+            patch.delenv(key, raising=False)
+        for step, args in ARGS.items():
+            step_module(step).main(args)
+        runs = mlflow.search_runs(experiment_names=[f"inprocess-{work.name}"], output_format="list")
+        yield ArtifactStore(work / "artifacts"), {r.data.tags["mlflow.runName"]: r.info.run_id for r in runs}
+
+
+def test_every_step_publishes_and_records_exact_inputs(ran: tuple[ArtifactStore, dict[str, str]]) -> None:
+    store, run_ids = ran
+    assert sorted(run_ids) == sorted(ARGS)
+    for name in ("user_stats.parquet", "preprocessed_stats.parquet", "anime_nn_embeddings", "evaluation_metrics.csv",
+                 "similar_anime.csv", "similar_users.csv", "ID_used.csv", "user_prefs_clouds", "user_recs.csv", "model_recs.csv"):
+        assert store.get(f"{name}:latest").version == 0, name
+    client = mlflow.tracking.MlflowClient()
+    model_recs = client.get_run(run_ids["model_recs"])
+    assert model_recs.data.params["input.anime_nn_embeddings"] == "anime_nn_embeddings:v0"
+    assert {d.dataset.name for d in model_recs.inputs.dataset_inputs} >= {"anime_nn_embeddings:v0", "preprocessed_stats.parquet:v0"}
+    used = int(pd.read_csv(store.get("ID_used.csv:latest").file())["user_id"].iloc[0])
+    assert store.get("model_recs.csv:latest").metadata["user_id"] == used  # later steps used the similar_users step's user
+
+
+def test_result_tables_are_shown_in_mlflow(ran: tuple[ArtifactStore, dict[str, str]]) -> None:
+    store, run_ids = ran
+    table = mlflow.load_table("tables/evaluation_metrics.json", run_ids=[run_ids["evaluate"]])
+    assert {"GlobalMean", "ours"} <= set(table["model"])
+    similar = mlflow.load_table("tables/similar_anime.json", run_ids=[run_ids["similar_anime"]])
+    assert len(similar) == len(pd.read_csv(store.get("similar_anime.csv:latest").file()))
+    files = [f.path for f in mlflow.tracking.MlflowClient().list_artifacts(run_ids["download"], "user_stats.parquet")]
+    assert files == ["user_stats.parquet/manifest.json"]  # a manifest, not a second copy of the data
