@@ -131,8 +131,17 @@ class RecommenderModel(ABC):
     family: ClassVar[str] = ""
     #: True when :meth:`rank_scores` is the predicted rating (a rating model ranking by it).
     ranks_by_rating: ClassVar[bool] = False
+    #: Every option of the family and its default; None for families that check their own options.
+    defaults: ClassVar[dict[str, Any] | None] = None
 
     def __init__(self, **params: Any) -> None:
+        if self.defaults is not None:
+            unknown = sorted(set(params) - set(self.defaults))
+            if unknown:
+                raise UserInputError(
+                    f"unknown option(s) {unknown} for model family '{self.family}'; choose from: {', '.join(self.defaults)}"
+                )
+            params = {**self.defaults, **params}
         self.params: dict[str, Any] = dict(params)
         self.users = IdEncoder(np.empty(0, np.int64), "user")
         self.items = IdEncoder(np.empty(0, np.int64), "anime")

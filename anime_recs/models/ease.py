@@ -23,7 +23,7 @@ about 3.7 GB at MyAnimeList's 17,500 anime, 8 MB for the embedded sample.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import scipy.linalg as sla
@@ -69,14 +69,8 @@ class EASE(RecommenderModel):
     """
 
     family = "ease"
-    defaults: dict[str, Any] = {"l2_per_count": 80.0, "liked_weight": 2.0, "like_threshold": 0.75, "embedding_size": 64,
+    defaults: ClassVar[dict[str, Any]] = {"l2_per_count": 80.0, "liked_weight": 2.0, "like_threshold": 0.75, "embedding_size": 64,
                                 "reg_item": 10.0, "reg_user": 15.0, "bias_sweeps": 10, "seed": 0}
-
-    def __init__(self, **params: Any) -> None:
-        unknown = sorted(set(params) - set(self.defaults))
-        if unknown:
-            raise UserInputError(f"unknown option(s) {unknown} for model family 'ease'; choose from: {', '.join(self.defaults)}")
-        super().__init__(**{**self.defaults, **params})
 
     def _fit(self, data: Interactions) -> None:
         p = self.params

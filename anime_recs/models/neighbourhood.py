@@ -29,12 +29,11 @@ MyAnimeList's 17,500 anime) plus a few copies of the ratings.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import scipy.sparse as sp
 
-from ..errors import UserInputError
 from .base import Interactions, RecommenderModel, biases, spectral_vectors
 
 logger = logging.getLogger(__name__)
@@ -190,17 +189,9 @@ class Neighbourhood(RecommenderModel):
 
     family = "neighbourhood"
     ranks_by_rating = True
-    defaults: dict[str, Any] = {"reg_item": 10.0, "reg_user": 15.0, "bias_sweeps": 10, "k": 40, "shrinkage": 100.0,
+    defaults: ClassVar[dict[str, Any]] = {"reg_item": 10.0, "reg_user": 15.0, "bias_sweeps": 10, "k": 40, "shrinkage": 100.0,
                                 "user_candidates": 400, "factors": 64, "factor_reg": 0.1, "iterations": 10,
                                 "blend_fraction": 0.1, "embedding_size": 64, "seed": 0}
-
-    def __init__(self, **params: Any) -> None:
-        unknown = sorted(set(params) - set(self.defaults))
-        if unknown:
-            raise UserInputError(
-                f"unknown option(s) {unknown} for model family 'neighbourhood'; choose from: {', '.join(self.defaults)}"
-            )
-        super().__init__(**{**self.defaults, **params})
 
     def _fit(self, data: Interactions) -> None:
         p = self.params
