@@ -28,7 +28,7 @@ import pandas as pd
 
 from .datasets import DATASETS, REPO, BenchData, pipeline_model_config
 from .errors import UserInputError
-from .evaluation import FamilyModel, protocol_split, ranking_metrics, rating_metrics, validation_split
+from .evaluation import FamilyModel, Split, protocol_split, ranking_metrics, rating_metrics, validation_split
 from .models import FAMILIES, build_model
 
 logger = logging.getLogger(__name__)
@@ -67,10 +67,14 @@ def parse_grid(items: list[str]) -> list[dict[str, Any]]:
     return [dict(zip([k for k, _ in axes], combo)) for combo in itertools.product(*[v for _, v in axes])] or [{}]
 
 
-def _score(family: str, setting: dict[str, Any], data: BenchData, data_dir: Path) -> tuple[float, float]:
-    """Fit one setting on a data set's inner TRAIN; its validation score and fit seconds."""
+def _inner_split(data: BenchData, data_dir: Path) -> Split:
+    """The protocol split of a data set, then the protocol again inside its TRAIN (what tuning scores on)."""
     outer = protocol_split(data.load(data_dir), data.cols.user, data.cols.item, data.cols.rating, min_rating=data.min_rating)
-    inner = validation_split(outer)
+    return validation_split(outer)
+
+
+def _score(family: str, setting: dict[str, Any], data: BenchData, inner: Split) -> tuple[float, float]:
+    """Fit one setting on a data set's inner TRAIN; its validation score and fit seconds."""
     model = FamilyModel(build_model(pipeline_model_config(family, setting)), rating_range=data.rating_bounds)
     started = time.perf_counter()
     model.fit(inner.train, inner.cols)
@@ -113,6 +117,7 @@ def tune(family: str, grid: list[dict[str, Any]], datasets: list[str], data_dir:
     mlflow.set_experiment(experiment)
     metric, higher = OBJECTIVES[family]
     trials = [Trial(setting) for setting in grid]
+    inner = {key: _inner_split(registry[key], data_dir) for key in datasets}  # once per data set, not per trial
     with mlflow.start_run(run_name=f"tune-{family}") as parent:
         mlflow.log_params({"family": family, "datasets": ",".join(datasets), "grid_size": len(grid),
                            "command": " ".join(sys.argv)[:6000]})
@@ -120,7 +125,7 @@ def tune(family: str, grid: list[dict[str, Any]], datasets: list[str], data_dir:
             with mlflow.start_run(run_name=f"trial-{number}", nested=True):
                 mlflow.log_params({k: v for k, v in trial.setting.items()} or {"setting": "defaults"})
                 for key in datasets:
-                    trial.scores[key], fit_s = _score(family, trial.setting, registry[key], data_dir)
+                    trial.scores[key], fit_s = _score(family, trial.setting, registry[key], inner[key])
                     trial.fit_s += fit_s
                     mlflow.log_metrics({f"{key}.val_{metric.replace('@', '_at_')}": trial.scores[key],
                                         f"{key}.fit_s": fit_s})
