@@ -129,8 +129,6 @@ class RecommenderModel(ABC):
     """
 
     family: ClassVar[str] = ""
-    #: True when :meth:`rank_scores` is the predicted rating (a rating model ranking by it).
-    ranks_by_rating: ClassVar[bool] = False
     #: Every option of the family and its default; None for families that check their own options.
     defaults: ClassVar[dict[str, Any] | None] = None
 

@@ -188,7 +188,6 @@ class Neighbourhood(RecommenderModel):
     """
 
     family = "neighbourhood"
-    ranks_by_rating = True
     defaults: ClassVar[dict[str, Any]] = {"reg_item": 10.0, "reg_user": 15.0, "bias_sweeps": 10, "k": 40, "shrinkage": 100.0,
                                 "user_candidates": 400, "factors": 64, "factor_reg": 0.1, "iterations": 10,
                                 "blend_fraction": 0.1, "embedding_size": 64, "seed": 0}

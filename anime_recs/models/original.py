@@ -47,7 +47,6 @@ class OriginalNetwork(RecommenderModel):
     """
 
     family = "original"
-    ranks_by_rating = True
 
     def __init__(self, val_fraction: float = 0.05, **params: Any) -> None:
         super().__init__(val_fraction=val_fraction, **params)
