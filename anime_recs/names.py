@@ -162,6 +162,11 @@ class NameIndex:
         self._key_ids = every["mal_id"].to_numpy(np.int64)
         self._key_members = every["members"].to_numpy(np.int64)
         self._key_list: list[str] = best["key"].tolist()  # distinct keys for difflib
+        # Each key from each of its word starts ("one piece", "piece"), sorted: a search-as-you-type
+        # query is two binary searches here, not a regex over every name (~4 ms over 35k names).
+        word_starts = self._keys.str.findall(r"(?:^| )(?=([^ ].*))").explode().dropna().sort_values(kind="stable")
+        self._word_starts = word_starts.to_numpy(object)
+        self._word_start_keys = word_starts.index.to_numpy(np.int64)
         logger.debug("NameIndex: %d distinct names over columns %s", len(self._by_key), used)
 
     def __len__(self) -> int:
@@ -218,8 +223,8 @@ class NameIndex:
         candidates: list[int] = []
         if len(key) >= 3:
             # Match at a word start, so "one" suggests "One Piece" but not "Dr. Stone".
-            pattern = r"(?:^| )" + re.escape(key)
-            contains = np.flatnonzero(self._keys.str.contains(pattern, regex=True).to_numpy(bool))
+            lo, hi = np.searchsorted(self._word_starts, [key, key + "\U0010ffff"])
+            contains = np.unique(self._word_start_keys[lo:hi])
             candidates += contains[np.argsort(-self._key_members[contains], kind="stable")][: 2 * n].tolist()
         if len(set(self._key_ids[candidates].tolist())) >= n:
             # Enough word-start matches: difflib's (slow, ~0.1 s over 17k names) matches would be cut anyway.

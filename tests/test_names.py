@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -93,6 +95,22 @@ def test_suggestions_are_distinct_and_capped() -> None:
     assert index.suggest("shingeki", n=1) == [("Shingeki no Kyojin", 4)]
 
 
+def _regex_word_start_matches(index: NameIndex, query: str) -> list[int]:
+    """The word-start rule as a regex over every key (what suggest() did before its sorted index)."""
+    key = normalise_name(query)
+    hits = index._keys.str.contains(r"(?:^| )" + re.escape(key), regex=True).to_numpy(bool)
+    return sorted(np.flatnonzero(hits).tolist())
+
+
+@pytest.mark.parametrize("query", ["shin", "kyo", "no kyo", "hinamatsuri", "baby", "xyz", "a", "teach"])
+def test_word_start_index_finds_what_a_regex_finds(query: str) -> None:
+    # Regression: the sorted word-start index must keep the regex's semantics (a match starts a word).
+    index = NameIndex(_table())
+    key = normalise_name(query)
+    lo, hi = np.searchsorted(index._word_starts, [key, key + "\U0010ffff"])
+    assert sorted(set(index._word_start_keys[lo:hi].tolist())) == _regex_word_start_matches(index, query)
+
+
 def test_missing_columns_rejected() -> None:
     with pytest.raises(DataValidationError, match="MAL_ID and Name"):
         NameIndex(pd.DataFrame({"Name": ["x"]}))
@@ -103,6 +121,10 @@ def test_real_anime_table(mal_data: Path) -> None:
     # The vectorised and scalar normalisers must agree on every real name.
     assert normalise_names(anime["Name"]).tolist() == [normalise_name(x) for x in anime["Name"]]
     index = NameIndex(anime)
+    for query in ["one", "the", "no kyo", "ga", "attack on", "z"]:
+        key = normalise_name(query)
+        lo, hi = np.searchsorted(index._word_starts, [key, key + "\U0010ffff"])
+        assert sorted(set(index._word_start_keys[lo:hi].tolist())) == _regex_word_start_matches(index, query)
     assert index.lookup("cowboy bebop") == 1
     assert index.lookup("ONEGAI TEACHER") == 195
     assert index.lookup("rozen maiden traumend") == 65

@@ -108,6 +108,10 @@ class Catalogue:
         # English name when known, else the romaji Name: what the original showed people.
         eng = meta["English name"].where(meta["English name"] != MISSING_MARKER, meta["Name"])
         self._meta = meta[list(RESULT_COLUMNS)]
+        # Plain numpy columns (strings as objects) for result frames: a pandas take over eleven
+        # arrow-backed columns costs ~1.5 ms per answer, more than most queries themselves.
+        self._meta_arrays = {column: self._meta[column].to_numpy(object if self._meta[column].dtype == "str" else None)
+                             for column in RESULT_COLUMNS}
         n_rows = len(meta)
 
         self._mal_ids = meta["MAL_ID"].to_numpy(np.int64)
@@ -318,7 +322,7 @@ class Catalogue:
 
     def _anime_frame(self, rows: np.ndarray, computed: dict[str, object]) -> pd.DataFrame:
         """Metadata of anime-table ``rows`` with ``computed`` columns inserted after ``Name``."""
-        frame = self._meta.take(np.asarray(rows, np.int64)).reset_index(drop=True)
-        for offset, (column, values) in enumerate(computed.items()):
-            frame.insert(2 + offset, column, values)
-        return frame
+        rows = np.asarray(rows, np.int64)
+        picked = {column: pd.Series(values[rows], dtype=values.dtype, copy=False) for column, values in self._meta_arrays.items()}
+        first, rest = list(RESULT_COLUMNS[:2]), list(RESULT_COLUMNS[2:])
+        return pd.DataFrame({**{c: picked[c] for c in first}, **computed, **{c: picked[c] for c in rest}}, copy=False)

@@ -78,9 +78,9 @@ class Service:
         model = load_model(Path(model_dir))
         frame = pd.read_parquet(ratings)
         syn = load_synopses(synopses) if synopses is not None else None
-        # Exact similar-users search by default: the HNSW index (.ann) reached only recall@10 0.60 on
-        # bench/serve.py's random 325k x 128 vectors, so it is attached by callers that measured it, not here.
-        return cls(IndexedRecommender(model=model, ratings=frame, anime=load_anime(anime), synopses=syn), version)
+        rec = IndexedRecommender(model=model, ratings=frame, anime=load_anime(anime), synopses=syn)
+        rec.attach_if_accurate()  # large user sets only, and only when its measured recall@10 is high enough
+        return cls(rec, version)
 
     # -- queries: each returns a dict ready for JSON ------------------------------------------
     def similar_anime(self, anime: int | str, n: int = 10, genres: list[str] | None = None,
