@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
@@ -20,6 +21,22 @@ def download_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     folder = tmp_path / "download-cache"
     monkeypatch.setenv("ANIME_RECS_DOWNLOAD_CACHE", str(folder))
     return folder
+
+
+@pytest.fixture(autouse=True)
+def fresh_mlflow_state() -> Iterator[None]:
+    """Forget the MLflow experiment a test selected (``mlflow.set_experiment`` is process-global).
+
+    Regression: under ``pytest -n`` a test ran after another one in the same worker and looked
+    for that test's experiment id in its own, fresh tracking store ("No Experiment with id=1").
+    """
+    yield
+    if "mlflow" in sys.modules:
+        import mlflow
+
+        while mlflow.active_run() is not None:
+            mlflow.end_run()
+        mlflow.tracking.fluent._active_experiment_id = None
 
 
 @pytest.fixture()
