@@ -34,7 +34,7 @@ FAMILIES: dict[str, type[RecommenderModel]] = {
 }
 DEFAULT_FAMILY = "hybrid"
 
-__all__ = ["FAMILIES", "DEFAULT_FAMILY", "Interactions", "RecommenderModel", "build_model", "load_model", "family_options"]
+__all__ = ["DEFAULT_FAMILY", "FAMILIES", "Interactions", "RecommenderModel", "build_model", "family_options", "load_model"]
 
 
 #: Keys of the ``model`` group shared by every family (config/config.yaml), not options of one family.

@@ -148,10 +148,26 @@ class RecommenderModel(ABC):
 
     # -- fitting -------------------------------------------------------------
     def fit(self, data: Interactions) -> Self:
-        """Learn from ``data``; returns self."""
+        """Learn from ``data``; returns self.
+
+        Raises:
+            UserInputError: the family's :meth:`memory_estimate` exceeds the memory available now.
+        """
         self.users, self.items, self.rating_scale = data.users, data.items, data.rating_scale
+        need = self.memory_estimate(*data.shape, len(data))
+        if need is not None:
+            check_memory(self.family, need, data)
         self._fit(data)
+        if need is not None:
+            self.fit_info["memory_estimate_gb"] = round(need / 1e9, 3)
         return self
+
+    def memory_estimate(self, n_users: int, n_items: int, n_ratings: int) -> int | None:
+        """Peak bytes :meth:`fit` needs for data of this size, said before any work starts (None: not estimated).
+
+        Families that hold the whole matrix (closed forms, neighbourhoods) override this.
+        """
+        return None
 
     @abstractmethod
     def _fit(self, data: Interactions) -> None:
@@ -281,6 +297,22 @@ def read_model_json(folder: Path) -> dict[str, Any]:
     if not isinstance(meta, dict) or "family" not in meta or "arrays" not in meta:
         raise UserInputError(f"{path} is incomplete (no family/arrays); re-run the neural_network step")
     return meta
+
+
+def check_memory(family: str, need: int, data: Interactions) -> None:
+    """Log what fitting ``family`` on ``data`` needs, and stop in one line if this machine lacks it now."""
+    import psutil
+
+    available = psutil.virtual_memory().available
+    n_users, n_items = data.shape
+    size = f"{n_users:,} users x {n_items:,} anime ({len(data):,} ratings)"
+    logger.info("model=%s needs about %.2f GB to fit %s; %.1f GB available", family, need / 1e9, size, available / 1e9)
+    if need > available:
+        raise UserInputError(
+            f"model={family} needs about {need / 1e9:.1f} GB to fit {size} but only {available / 1e9:.1f} GB is available; "
+            "free memory or use a larger machine, raise data.num_reviews to keep fewer users, or choose model=original "
+            "(trains in batches)"
+        )
 
 
 def biases(data: Interactions, reg_item: float, reg_user: float, sweeps: int) -> tuple[float, np.ndarray, np.ndarray]:

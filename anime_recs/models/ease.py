@@ -16,8 +16,9 @@ Ratings (:meth:`EASE.predict`) come from user and item biases; representations f
 ``similar_anime`` / ``similar_users`` from a truncated SVD of the degree-normalised
 input (items that the same users choose point the same way).
 
-Memory: the dense Gram matrix (8·n² bytes) and ``B`` (4·n² bytes) for n anime:
-about 3.7 GB at MyAnimeList's 17,500 anime, 8 MB for the embedded sample.
+Memory (:meth:`EASE.memory_estimate`, logged before fitting, which stops in one line if
+the machine lacks it): two float64 n x n arrays at the peak, 16·n² bytes for n anime
+(4.9 GB at MyAnimeList's 17,500 anime), plus ~64 bytes per rating of sparse copies.
 """
 
 from __future__ import annotations
@@ -35,25 +36,52 @@ from .base import Interactions, RecommenderModel, biases, spectral_vectors
 logger = logging.getLogger(__name__)
 
 
+#: Rows per block when a dense n x n matrix is rewritten in place (bounds the temporaries).
+_BLOCK_ROWS = 2048
+
+
 def inverse_spd(matrix: np.ndarray) -> np.ndarray:
-    """Inverse of a symmetric positive-definite matrix by Cholesky (overwrites ``matrix``)."""
+    """Inverse of a symmetric positive-definite float64 matrix by Cholesky, in ``matrix``'s own memory."""
     factor, _ = sla.cho_factor(matrix, lower=True, overwrite_a=True, check_finite=False)
     inverse, info = sla.lapack.dpotri(factor, lower=1, overwrite_c=1)
     if info != 0:
         raise UserInputError(f"EASE: the regularised Gram matrix is not positive definite (LAPACK info {info}); raise l2_per_count")
-    lower = np.tril(inverse)
-    return lower + np.tril(lower, -1).T
+    # dpotri fills the lower triangle; mirror it block by block so no second n x n array is needed.
+    n = inverse.shape[0]
+    for start in range(0, n, _BLOCK_ROWS):
+        stop = min(start + _BLOCK_ROWS, n)
+        diagonal = inverse[start:stop, start:stop]
+        diagonal[...] = np.tril(diagonal) + np.tril(diagonal, -1).T
+        inverse[start:stop, stop:] = inverse[stop:, start:stop].T
+    return inverse
 
 
 def ease_weights(X: sp.csr_matrix, Y: sp.csr_matrix, l2: float) -> np.ndarray:
-    """Item-item weights ``B`` (float32, zero diagonal) mapping input rows ``X`` to targets ``Y``."""
-    gram = (X.T @ X).toarray().astype(np.float64)
-    gram[np.diag_indices_from(gram)] += l2
-    P = inverse_spd(gram)
-    C = P @ (X.T @ Y).toarray()
-    B = C - P * (np.diag(C) / np.diag(P))[None, :]
-    np.fill_diagonal(B, 0.0)
-    return B.astype(np.float32)
+    """Item-item weights ``B`` (float32, zero diagonal) mapping input rows ``X`` to targets ``Y``.
+
+    The Gram matrix, ``XᵀY`` and ``B`` are built a block of columns at a time, so the peak is two
+    float64 n x n arrays (16·n² bytes for n items) plus the ratings; see :meth:`EASE.memory_estimate`.
+    """
+    X64, Y64 = X.astype(np.float64).tocsc(), Y.astype(np.float64).tocsc()
+    Xt = X64.T.tocsr()
+    n = X.shape[1]
+    blocks = [(start, min(start + _BLOCK_ROWS, n)) for start in range(0, n, _BLOCK_ROWS)]
+    P = np.empty((n, n))
+    for start, stop in blocks:
+        P[:, start:stop] = (Xt @ X64[:, start:stop]).toarray()
+    P[np.diag_indices_from(P)] += l2
+    P = inverse_spd(P)
+    C = np.empty((n, n))
+    for start, stop in blocks:
+        C[:, start:stop] = P @ (Xt @ Y64[:, start:stop]).toarray()
+    P *= (np.diag(C) / np.diag(P))[None, :]
+    C -= P
+    del P
+    np.fill_diagonal(C, 0.0)
+    B = np.empty((n, n), np.float32)
+    for start, stop in blocks:  # float32 a block at a time: no second full-size temporary
+        B[start:stop] = C[start:stop]
+    return B
 
 
 class EASE(RecommenderModel):
@@ -75,7 +103,6 @@ class EASE(RecommenderModel):
     def _fit(self, data: Interactions) -> None:
         p = self.params
         n_items = len(data.items)
-        logger.info("EASE: %d anime -> %.2f GB for the Gram matrix and weights", n_items, 12 * n_items**2 / 1e9)
         liked = data.liked(float(p["like_threshold"]))
         self._X = (data.matrix() + float(p["liked_weight"]) * data.matrix(liked)).astype(np.float32).tocsr()
         target = data.matrix(liked)
@@ -86,6 +113,19 @@ class EASE(RecommenderModel):
         self._mu, self._b_user, self._b_item = biases(data, float(p["reg_item"]), float(p["reg_user"]), int(p["bias_sweeps"]))
         self._U, self._V = spectral_vectors(self._X, int(p["embedding_size"]), int(p["seed"]))
         self.fit_info = {"l2": round(l2, 3), "liked": int(liked.sum())}
+
+    def memory_estimate(self, n_users: int, n_items: int, n_ratings: int) -> int:
+        """Peak bytes of :meth:`fit`: the larger of the weights phase and the SVD phase.
+
+        Weights: two float64 n x n arrays, ~64 bytes per rating of sparse copies (the input in
+        float32 and float64, row and column orders, the target) and one block of columns of a
+        sparse product. SVD: ``B`` (float32 n x n) kept, the normalised input and the randomized
+        SVD's dense users x (k + 10) work arrays.
+        """
+        n2, k = n_items**2, int(self.params["embedding_size"]) + 10
+        weights = 16 * n2 + 64 * n_ratings + 24 * n_items * min(_BLOCK_ROWS, n_items)
+        svd = 4 * n2 + 44 * n_ratings + 40 * k * (n_users + n_items)
+        return int(max(weights, svd))
 
     def predict(self, user_rows: np.ndarray, item_rows: np.ndarray) -> np.ndarray:
         """``mu + b_user + b_item`` (EASE itself ranks; it does not predict ratings)."""

@@ -45,6 +45,12 @@ class Hybrid(RecommenderModel):
         self.rater.fit(data)
         self.fit_info = {"ranking": self.ranker.fit_info, "rating": self.rater.fit_info}
 
+    def memory_estimate(self, n_users: int, n_items: int, n_ratings: int) -> int:
+        """EASE's peak, or what EASE keeps (``B``, its input, its vectors) plus the neighbourhood's peak."""
+        ease_kept = 4 * n_items**2 + 8 * n_ratings + 8 * int(self.ranker.params["embedding_size"]) * (n_users + n_items)
+        return max(self.ranker.memory_estimate(n_users, n_items, n_ratings),
+                   ease_kept + self.rater.memory_estimate(n_users, n_items, n_ratings))
+
     def predict(self, user_rows: np.ndarray, item_rows: np.ndarray) -> np.ndarray:
         """The neighbourhood model's ratings."""
         return self.rater.predict(user_rows, item_rows)

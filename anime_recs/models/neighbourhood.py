@@ -22,8 +22,11 @@ squares on ``blend_fraction`` of each user's ratings held out from a first fit,
 after which every part is refitted on all ratings. No per-data-set settings: the
 weights are learned, the rest is one default configuration.
 
-Memory: the item-item similarity matrix (4·n² bytes for n anime; ~1.2 GB at
-MyAnimeList's 17,500 anime) plus a few copies of the ratings.
+Memory (:meth:`Neighbourhood.memory_estimate`, logged before fitting, which stops in one
+line if the machine lacks it): the item-item similarity matrix (4·n² bytes for n anime;
+~1.2 GB at MyAnimeList's 17,500 anime), ~100 bytes per rating, and blocks of bounded size:
+similarities, ALS Gram matrices and the blend's features are computed a block at a time,
+and the blend weights are fitted on at most ``blend_users`` users.
 """
 
 from __future__ import annotations
@@ -40,35 +43,49 @@ logger = logging.getLogger(__name__)
 
 # Elements per block when a users x users or rows x f² intermediate is built: bounds memory.
 _BLOCK_ELEMENTS = 1 << 24
+# Fixed rows x f² flattened outer products made at once by ALS (float64: 512 MB).
+_OUTER_ELEMENTS = 1 << 26
 # Entities x co-entities up to this size are multiplied as dense matrices (faster than sparse products).
 _DENSE_LIMIT = 1 << 26
 
 
-def _pearson_baseline(residual: sp.csr_matrix, rated: sp.csr_matrix, rows: np.ndarray | None, shrinkage: float) -> np.ndarray:
+def _pearson_baseline(residual: sp.csr_matrix, rated: sp.csr_matrix, rows: np.ndarray | None, shrinkage: float,
+                      squared: sp.csr_matrix | None = None) -> np.ndarray:
     """Shrunk Pearson-baseline similarity of ``rows`` of ``residual`` with all its rows (float32, dense).
 
     ``residual`` and ``rated`` are entities x co-entities (users x anime for user
-    similarity, their transposes for anime similarity). Small matrices go through
-    dense BLAS products, large ones stay sparse.
+    similarity, their transposes for anime similarity); ``squared`` is ``residual``
+    squared elementwise, when the caller has it. Rows are done in blocks, so the
+    temporaries stay near :data:`_BLOCK_ELEMENTS` whatever the size; many rows of a small
+    matrix go through dense BLAS products, the rest stay sparse.
     """
-    R = residual if rows is None else residual[rows]
-    M = rated if rows is None else rated[rows]
-    if residual.shape[0] * residual.shape[1] <= _DENSE_LIMIT:
-        dense = residual.toarray()
-        all_r, all_m, all_sq = dense, rated.toarray(), dense * dense
-        R, M = R.toarray(), M.toarray()
-        num, sq_self = R @ all_r.T, (R * R) @ all_m.T
-        sq_other, common = M @ all_sq.T, M @ all_m.T
-    else:
+    n_entities = residual.shape[0]
+    rows = np.arange(n_entities) if rows is None else np.asarray(rows, np.int64)
+    out = np.empty((len(rows), n_entities), np.float32)
+    dense = len(rows) >= 64 and residual.shape[0] * residual.shape[1] <= _DENSE_LIMIT
+    if dense:
+        all_r, all_m = residual.toarray(), rated.toarray()
+        all_sq = all_r * all_r
+    elif squared is None:
         squared = residual.multiply(residual).tocsr()
-        num = (R @ residual.T).toarray()
-        sq_self = (R.multiply(R) @ rated.T).toarray()  # the query's squares over common co-entities
-        sq_other = (M @ squared.T).toarray()
-        common = (M @ rated.T).toarray()
-    with np.errstate(divide="ignore", invalid="ignore"):
-        sim = num / np.sqrt(sq_self * sq_other)
-    sim = np.where(np.isfinite(sim) & (common > 1), sim * (common - 1) / (common - 1 + shrinkage), 0.0)
-    return sim.astype(np.float32)
+    block = max(1, _BLOCK_ELEMENTS // max(n_entities, 1))
+    for start in range(0, len(rows), block):
+        chunk = rows[start : start + block]
+        if dense:
+            R, M = all_r[chunk], all_m[chunk]
+            num, sq_self = R @ all_r.T, (R * R) @ all_m.T
+            sq_other, common = M @ all_sq.T, M @ all_m.T
+        else:
+            R, M = residual[chunk], rated[chunk]
+            num = (R @ residual.T).toarray()
+            sq_self = (R.multiply(R) @ rated.T).toarray()  # the query's squares over common co-entities
+            sq_other = (M @ squared.T).toarray()
+            common = (M @ rated.T).toarray()
+        with np.errstate(divide="ignore", invalid="ignore"):
+            sim = num / np.sqrt(sq_self * sq_other)
+        out[start : start + len(chunk)] = np.where(np.isfinite(sim) & (common > 1),
+                                                   sim * (common - 1) / (common - 1 + shrinkage), 0.0)
+    return out
 
 
 def _weighted_neighbour_mean(sims: np.ndarray, values: np.ndarray, k: int) -> np.ndarray:
@@ -87,9 +104,21 @@ def _weighted_neighbour_mean(sims: np.ndarray, values: np.ndarray, k: int) -> np
 
 
 def _als_side(ratings: sp.csr_matrix, fixed: np.ndarray, reg: float) -> np.ndarray:
-    """Solve every row's factors given the other side's ``fixed`` factors (ALS-WR: penalty reg · count)."""
-    n_rows, f = ratings.shape[0], fixed.shape[1]
-    outer = np.einsum("if,ig->ifg", fixed, fixed).reshape(len(fixed), f * f)
+    """Solve every row's factors given the other side's ``fixed`` factors (ALS-WR: penalty reg · count).
+
+    Each row's Gram matrix is the sum of ``q qᵀ`` over the fixed rows it rated: a sparse
+    indicator times the fixed rows' flattened outer products, a block of rows at a time. When
+    those outer products would exceed :data:`_OUTER_ELEMENTS` (325k users x 64² is 10 GB), they
+    are made a chunk of fixed rows at a time and the products summed.
+    """
+    n_rows, n_fixed, f = ratings.shape[0], len(fixed), fixed.shape[1]
+    chunk = max(1, _OUTER_ELEMENTS // (f * f))
+    chunks = [(start, min(start + chunk, n_fixed)) for start in range(0, n_fixed, chunk)]
+
+    def outer(start: int, stop: int) -> np.ndarray:
+        return np.einsum("if,ig->ifg", fixed[start:stop], fixed[start:stop]).reshape(stop - start, f * f)
+
+    whole = outer(0, n_fixed) if len(chunks) == 1 else None
     indicator = ratings.copy()
     indicator.data = np.ones_like(indicator.data)
     counts = np.diff(ratings.indptr)
@@ -98,10 +127,24 @@ def _als_side(ratings: sp.csr_matrix, fixed: np.ndarray, reg: float) -> np.ndarr
     eye = np.eye(f)
     for start in range(0, n_rows, block):
         stop = min(start + block, n_rows)
-        gram = (indicator[start:stop] @ outer).reshape(-1, f, f) + reg * np.maximum(counts[start:stop], 1)[:, None, None] * eye
+        if whole is not None:
+            gram = indicator[start:stop] @ whole
+        else:
+            rated = indicator[start:stop].tocsc()  # column slices of CSC are cheap
+            gram = sum(rated[:, a:b] @ outer(a, b) for a, b in chunks)
+        gram = gram.reshape(-1, f, f) + reg * np.maximum(counts[start:stop], 1)[:, None, None] * eye
         rhs = ratings[start:stop] @ fixed
         out[start:stop] = np.linalg.solve(gram, rhs[..., None])[..., 0]
     return out
+
+
+def _sample_users(held: Interactions, max_users: int, seed: int) -> Interactions:
+    """``held`` restricted to at most ``max_users`` of its users (all of them when there are fewer)."""
+    users = np.unique(held.user_rows)
+    if len(users) <= max_users:
+        return held
+    keep = np.random.default_rng(seed).choice(users, max_users, replace=False)
+    return held.take(np.flatnonzero(np.isin(held.user_rows, keep)))
 
 
 class _Parts:
@@ -115,6 +158,7 @@ class _Parts:
         resid = data.ratings - self.mu - self.b_user[data.user_rows] - self.b_item[data.item_rows]
         self.residual = data.matrix(resid).astype(np.float32).tocsr()
         self.rated = data.matrix().astype(np.float32).tocsr()
+        self.squared = self.residual.multiply(self.residual).tocsr()
         residual_t, rated_t = self.residual.T.tocsr(), self.rated.T.tocsr()
         self.item_sim = _pearson_baseline(residual_t, rated_t, None, self.shrinkage)
         np.fill_diagonal(self.item_sim, 0.0)
@@ -136,12 +180,26 @@ class _Parts:
         block = max(1, _BLOCK_ELEMENTS // max(self.residual.shape[0], 1))
         for start in range(0, len(users), block):
             chunk = users[start : start + block]
-            user_sim = _pearson_baseline(self.residual, self.rated, chunk, self.shrinkage)
+            user_sim = _pearson_baseline(self.residual, self.rated, chunk, self.shrinkage, self.squared)
             user_sim[np.arange(len(chunk)), chunk] = 0.0
             for j, (u, sims) in enumerate(zip(chunk.tolist(), user_sim)):
                 out[start + j, :, 0] = self._item_term(u)
                 out[start + j, :, 1] = self._user_term(sims)
         out[:, :, 2] = self.P[users] @ self.Q.T
+        return out
+
+    def features_at(self, user_rows: np.ndarray, item_rows: np.ndarray) -> np.ndarray:
+        """``(len(pairs), 3)``: :meth:`features` of the pairs only, a block of users at a time."""
+        users, inverse = np.unique(np.asarray(user_rows, np.int64), return_inverse=True)
+        item_rows = np.asarray(item_rows, np.int64)
+        order = np.argsort(inverse, kind="stable")
+        bounds = np.searchsorted(inverse[order], np.arange(len(users) + 1))
+        out = np.empty((len(inverse), 3), np.float32)
+        block = max(1, _BLOCK_ELEMENTS // (3 * max(self.item_sim.shape[0], 1)))
+        for start in range(0, len(users), block):  # blocks of users bound the users x anime x 3 array
+            stop = min(start + block, len(users))
+            pairs = order[bounds[start] : bounds[stop]]
+            out[pairs] = self.features(users[start:stop])[inverse[pairs] - start, item_rows[pairs]]
         return out
 
     def _item_term(self, u: int) -> np.ndarray:
@@ -183,6 +241,8 @@ class Neighbourhood(RecommenderModel):
         user_candidates: Most similar users considered by the user neighbourhood.
         factors, factor_reg, iterations: ALS-WR latent factors on the residuals.
         blend_fraction: Share of each user's ratings held out to fit the blend weights.
+        blend_users: At most this many users' held-out ratings fit them (three weights need few;
+            the neighbourhood terms cost ~1 ms per user).
         embedding_size: Dimensions of the SVD representations.
         seed: Seed of the hold-out and the factor initialisation.
     """
@@ -190,25 +250,45 @@ class Neighbourhood(RecommenderModel):
     family = "neighbourhood"
     defaults: ClassVar[dict[str, Any]] = {"reg_item": 10.0, "reg_user": 15.0, "bias_sweeps": 10, "k": 40, "shrinkage": 100.0,
                                 "user_candidates": 400, "factors": 64, "factor_reg": 0.1, "iterations": 10,
-                                "blend_fraction": 0.1, "embedding_size": 64, "seed": 0}
+                                "blend_fraction": 0.1, "blend_users": 5000, "embedding_size": 64, "seed": 0}
 
     def _fit(self, data: Interactions) -> None:
         p = self.params
         fit_part, held = data.holdout(float(p["blend_fraction"]), int(p["seed"]))
         weights = np.ones(3)
+        held = _sample_users(held, int(p["blend_users"]), int(p["seed"]))
         if len(held) >= 10:
             first = _Parts(fit_part, p)
-            users, inverse = np.unique(held.user_rows, return_inverse=True)
-            feats = first.features(users)[inverse, held.item_rows]
+            feats = first.features_at(held.user_rows, held.item_rows)
             base = first.mu + first.b_user[held.user_rows] + first.b_item[held.item_rows]
             # A little ridge keeps the weights sane when the hold-out is tiny.
             gram = feats.T.astype(np.float64) @ feats + 1e-3 * len(held) * np.eye(3)
             weights = np.linalg.solve(gram, feats.T.astype(np.float64) @ (held.ratings - base))
+            del first  # before the final fit: never two item-similarity matrices at once
+        del fit_part, held
         self._weights = weights.astype(np.float64)
         self._parts = _Parts(data, p)
         self._U, self._V = spectral_vectors(data.matrix(), int(p["embedding_size"]), int(p["seed"]))
         self.fit_info = {"blend": [round(float(w), 3) for w in weights]}
         logger.info("neighbourhood blend weights (item, user, factors): %s", self.fit_info["blend"])
+
+    def memory_estimate(self, n_users: int, n_items: int, n_ratings: int) -> int:
+        """Peak bytes of :meth:`fit` (one set of parts alive at a time).
+
+        The item similarity matrix (float32 n x n), ~100 bytes per rating (the hold-out copies
+        and the residual, indicator and squared matrices in both orientations), the similarity
+        blocks (about eleven float32 arrays of :data:`_BLOCK_ELEMENTS`, plus the dense inputs of a
+        small matrix), ALS (the fixed side's outer products, a block of Gram matrices, the
+        factors) and the SVD's users x (k + 10) work arrays.
+        """
+        f, k = int(self.params["factors"]), int(self.params["embedding_size"]) + 10
+        biggest = max(n_users, n_items)
+        similarity_blocks = 44 * min(max(_BLOCK_ELEMENTS, biggest), biggest**2)
+        if n_users * n_items <= _DENSE_LIMIT:
+            similarity_blocks += 12 * n_users * n_items  # the dense residual, indicator and squares
+        als = 8 * f * f * (min(biggest, max(1, _OUTER_ELEMENTS // (f * f))) + 2 * min(biggest, max(1, _BLOCK_ELEMENTS // (f * f))))
+        factors = 8 * f * (n_users + n_items)
+        return int(4 * n_items**2 + 100 * n_ratings + similarity_blocks + als + factors + 40 * k * (n_users + n_items))
 
     def baseline(self) -> tuple[float, np.ndarray, np.ndarray]:
         """The bias baseline the neighbourhoods and factors correct."""
@@ -261,6 +341,7 @@ class Neighbourhood(RecommenderModel):
         parts.residual = arrays["residual"].astype(np.float32)
         parts.rated = parts.residual.copy()
         parts.rated.data = np.ones_like(parts.rated.data)
+        parts.squared = parts.residual.multiply(parts.residual).tocsr()
         parts.item_sim, parts.P, parts.Q = arrays["item_sim"], arrays["P"], arrays["Q"]
         self._parts, self._weights = parts, arrays["weights"]
         self._U, self._V = arrays["user_vectors"], arrays["item_vectors"]

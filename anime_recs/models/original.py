@@ -11,8 +11,9 @@ It ranks by predicted rating, as the original's ``model_recs`` did.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import asdict
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 

@@ -1,0 +1,105 @@
+"""Memory of the whole-matrix families: estimates said up front, and the blocked computations they rely on."""
+
+from __future__ import annotations
+
+import tracemalloc
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+
+from anime_recs.errors import UserInputError
+from anime_recs.models import Interactions, build_model
+from anime_recs.models import neighbourhood as nb
+from anime_recs.models.ease import ease_weights
+
+
+def _world(n_users: int, n_items: int, n: int, seed: int = 0) -> Interactions:
+    rng = np.random.default_rng(seed)
+    popular = rng.zipf(1.3, n_items * 10) % n_items
+    frame = pd.DataFrame({"user_id": rng.integers(n_users, size=n), "anime_id": rng.choice(popular, n),
+                          "rating": rng.integers(1, 11, n).astype(float)})
+    return Interactions.from_frame(frame, (1.0, 10.0))
+
+
+@pytest.mark.parametrize("family", ["ease", "neighbourhood", "hybrid"])
+def test_estimate_bounds_the_measured_peak(family: str) -> None:
+    data = _world(1500, 900, 40_000)
+    model = build_model({"family": family})
+    estimate = model.memory_estimate(*data.shape, len(data))
+    import sklearn.utils.extmath  # noqa: F401 - a first import allocates ~40 MB of module objects, not the fit's memory
+
+    tracemalloc.start()
+    try:
+        model.fit(data)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    # An upper bound that is not absurdly loose: the user sees a number they can plan with.
+    print(f"{family}: peak {peak / 1e6:.1f} MB, estimate {estimate / 1e6:.1f} MB")
+    assert peak <= estimate <= 3 * peak, (peak, estimate)
+    info = model.fit_info if family != "hybrid" else model.fit_info["rating"]
+    assert info["memory_estimate_gb"] > 0
+
+
+def test_full_scale_estimate_fits_a_24_gb_machine() -> None:
+    # MyAnimeList at full size: 325k users, 17.5k anime, 68M rated rows.
+    need = build_model({"family": "hybrid"}).memory_estimate(325_000, 17_500, 68_000_000)
+    assert 5e9 < need < 20e9
+
+
+def test_fit_stops_in_one_line_when_memory_is_short(monkeypatch: pytest.MonkeyPatch) -> None:
+    import psutil
+
+    monkeypatch.setattr(psutil, "virtual_memory", lambda: SimpleNamespace(available=10 << 20))
+    model = build_model({"family": "ease"})
+    with pytest.raises(UserInputError, match=r"model=ease needs about .* GB to fit 1,500 users x .* only 0.0 GB is available; "
+                                              r".*model=original") as error:
+        model.fit(_world(1500, 900, 40_000))
+    assert "\n" not in str(error.value)
+
+
+def test_blocked_ease_weights_match_the_closed_form() -> None:
+    rng = np.random.default_rng(3)
+    X = sp.random(300, 120, density=0.1, random_state=3, format="csr", dtype=np.float32)
+    X.data[:] = 1 + 2 * (rng.random(X.nnz) < 0.4)
+    Y = (X > 1).astype(np.float32).tocsr()
+    dense_x = X.toarray().astype(np.float64)
+    P = np.linalg.inv(dense_x.T @ dense_x + 7.0 * np.eye(120))
+    C = P @ dense_x.T @ Y.toarray()
+    expected = C - P * (np.diag(C) / np.diag(P))[None, :]
+    np.fill_diagonal(expected, 0.0)
+    import anime_recs.models.ease as ease
+
+    for block in (2048, 17):  # one block, then uneven blocks
+        ease._BLOCK_ROWS = block
+        try:
+            np.testing.assert_allclose(ease_weights(X, Y, 7.0), expected, atol=1e-5)
+        finally:
+            ease._BLOCK_ROWS = 2048
+
+
+def test_blocked_similarities_and_als_match_the_one_shot_results(monkeypatch: pytest.MonkeyPatch) -> None:
+    data = _world(200, 80, 4000)
+    residual = data.matrix(data.ratings - data.ratings.mean()).astype(np.float32).tocsr()
+    rated = data.matrix().astype(np.float32).tocsr()
+    fixed = np.random.default_rng(0).normal(size=(data.shape[1], 8))
+    one_shot_sim = nb._pearson_baseline(residual, rated, None, 100.0)
+    one_shot_als = nb._als_side(residual, fixed, 0.1)
+    monkeypatch.setattr(nb, "_DENSE_LIMIT", 0)  # the sparse path
+    monkeypatch.setattr(nb, "_BLOCK_ELEMENTS", 7 * 200 + 5)  # blocks of 7 rows of similarities
+    monkeypatch.setattr(nb, "_OUTER_ELEMENTS", 8 * 8 * 13)  # outer products 13 fixed rows at a time
+    np.testing.assert_allclose(nb._pearson_baseline(residual, rated, None, 100.0), one_shot_sim, atol=1e-5)
+    np.testing.assert_allclose(nb._als_side(residual, fixed, 0.1), one_shot_als, atol=1e-10)
+
+
+def test_blend_features_by_block_equal_the_whole_block(monkeypatch: pytest.MonkeyPatch) -> None:
+    data = _world(120, 60, 3000)
+    parts = nb._Parts(data, build_model({"family": "neighbourhood"}).params)
+    users, items = data.user_rows[:500], data.item_rows[:500]
+    whole = parts.features(np.unique(users))
+    expected = whole[np.searchsorted(np.unique(users), users), items]
+    monkeypatch.setattr(nb, "_BLOCK_ELEMENTS", 3 * 60 * 7)  # 7 users per block
+    np.testing.assert_allclose(parts.features_at(users, items), expected, atol=1e-6)
