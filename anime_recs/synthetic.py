@@ -189,7 +189,7 @@ def write_animelist_csv(
     schema = pa.schema([(c, pa.int64()) for c in ("user_id", "anime_id", "rating", "watching_status", "watched_episodes")])
 
     def write(tmp: object) -> None:
-        with pacsv.CSVWriter(str(tmp), schema) as writer:
+        with pacsv.CSVWriter(str(tmp), schema, write_options=pacsv.WriteOptions(quoting_header="none")) as writer:
             for index, (first, last) in enumerate(zip(bounds[:-1], bounds[1:], strict=True)):
                 chunk = np.random.default_rng([seed, index])
                 users = np.repeat(user_ids[first:last], lengths[first:last])
