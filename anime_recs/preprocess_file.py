@@ -51,6 +51,7 @@ from .preprocess import (
 
 logger = logging.getLogger(__name__)
 
+DEFAULT_MEMORY_LIMIT_GB = 2.0  # data.memory_limit_gb
 ROW_GROUP = 2_000_000  # rows per output row group: big enough to read fast, small enough to stream
 BUCKET_BYTES_PER_ROW = 96  # a bucket row in memory with the hash table and factorize temporaries
 BATCH_BYTES_PER_ROW = 160  # a batch row as pandas frames, validated, plus masks
@@ -221,7 +222,7 @@ def _write(path: Path, dest: Path, plan: Plan, code: np.ndarray, scaling: Scalin
 
 
 def preprocess_file(path: Path, dest: Path, options: PreprocessOptions, anime: pd.DataFrame | None = None,
-                    shown: str | None = None, memory_limit_gb: float = 2.0, scratch: Path | None = None) -> Result:
+                    shown: str | None = None, memory_limit_gb: float = DEFAULT_MEMORY_LIMIT_GB, scratch: Path | None = None) -> Result:
     """Apply the cleaning rules to a user-stats parquet file and write the clean parquet, out of core.
 
     Args:
