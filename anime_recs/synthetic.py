@@ -8,6 +8,7 @@ hidden user vector and a hidden anime vector, plus noise.
 
 from __future__ import annotations
 
+import itertools
 import logging
 
 import numpy as np
@@ -190,7 +191,7 @@ def write_animelist_csv(
 
     def write(tmp: object) -> None:
         with pacsv.CSVWriter(str(tmp), schema, write_options=pacsv.WriteOptions(quoting_header="none")) as writer:
-            for index, (first, last) in enumerate(zip(bounds[:-1], bounds[1:], strict=True)):
+            for index, (first, last) in enumerate(itertools.pairwise(bounds)):
                 chunk = np.random.default_rng([seed, index])
                 users = np.repeat(user_ids[first:last], lengths[first:last])
                 rows = len(users)

@@ -33,7 +33,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from anime_recs.synthetic import FULL_ANIME, FULL_ROWS, FULL_USERS  # noqa: E402
+from anime_recs.synthetic import FULL_ANIME, FULL_ROWS, FULL_USERS
 
 DEFAULT_OUT = Path("/work/scale-data/animelist.csv")
 STAGES = ("convert", "preprocess", "train", "load")
@@ -97,7 +97,8 @@ def make(args: argparse.Namespace) -> None:
 def _child(body: str, inputs: dict[str, object]) -> Measured:
     """Run ``body`` in a fresh interpreter; its last stdout line is its measurement."""
     code = _CHILD_HEAD + body + _CHILD_TAIL
-    done = subprocess.run([sys.executable, "-c", code, json.dumps(inputs)], cwd=REPO, capture_output=True, text=True)
+    done = subprocess.run([sys.executable, "-c", code, json.dumps(inputs)], check=False, cwd=REPO,
+                          capture_output=True, text=True)
     if done.returncode != 0:
         raise SystemExit(f"error: stage failed:\n{done.stderr[-3000:]}")
     numbers = json.loads(done.stdout.strip().splitlines()[-1])

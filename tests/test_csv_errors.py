@@ -17,7 +17,6 @@ import pytest
 from anime_recs.artifacts import ArtifactStore
 from anime_recs.csv_errors import find_bad_line
 from anime_recs.download import csv_to_parquet
-from anime_recs.sample import make_sample
 from anime_recs.synthetic import write_animelist_csv
 from tests.conftest import REPO, child_env, step_module
 
