@@ -11,7 +11,7 @@ in-memory reference it is tested against), in three streamed steps:
    (user, anime) pairs after the first, then users with fewer than ``num_reviews``
    rows left; the rating range of the kept rows.
 3. Read the parquet again and write the kept rows, scaled, as parquet with row
-   groups of ``ROW_GROUP`` rows (written to a temporary name, renamed when complete).
+   groups of :data:`anime_recs.io.ROW_GROUP` rows (written to a temporary name, renamed when complete).
 
 Memory: a batch, one bucket, and one byte per row for the code of every row (kept in a
 memory-mapped file in the scratch folder) plus one for its bucket. K and the batch size
@@ -32,7 +32,7 @@ import pyarrow.parquet as pq
 
 from .data import STATS_COLUMNS, validate_stats
 from .errors import DataValidationError
-from .io import atomic_write
+from .io import RowGroupWriter, atomic_write
 from .preprocess import (
     RULES,
     PreprocessOptions,
@@ -52,7 +52,6 @@ from .preprocess import (
 logger = logging.getLogger(__name__)
 
 DEFAULT_MEMORY_LIMIT_GB = 2.0  # data.memory_limit_gb
-ROW_GROUP = 2_000_000  # rows per output row group: big enough to read fast, small enough to stream
 BUCKET_BYTES_PER_ROW = 96  # a bucket row in memory with the hash table and factorize temporaries
 BATCH_BYTES_PER_ROW = 160  # a batch row as pandas frames, validated, plus masks
 _MISSING, _DUPLICATE, _FEW = (RULES.index(rule) + 1 for rule in ("missing_values", "duplicates", "few_reviews"))
@@ -190,33 +189,16 @@ def _report(code: np.ndarray, options: PreprocessOptions) -> pd.DataFrame:
 
 
 def _write(path: Path, dest: Path, plan: Plan, code: np.ndarray, scaling: Scaling) -> None:
-    """Step 3: the kept rows, scaled, to ``dest`` atomically, in row groups of ``ROW_GROUP`` rows."""
+    """Step 3: the kept rows, scaled, to ``dest`` atomically, in row groups of :data:`anime_recs.io.ROW_GROUP` rows."""
 
     def write_into(tmp: Path) -> None:
-        writer: pq.ParquetWriter | None = None
-        pending: list[pa.Table] = []
         offset = 0
-
-        def flush() -> None:
-            nonlocal writer
-            table = pa.concat_tables(pending)
-            pending.clear()
-            writer = writer or pq.ParquetWriter(tmp, table.schema, compression="zstd")
-            writer.write_table(table, row_group_size=ROW_GROUP)
-
-        try:
+        with RowGroupWriter(tmp) as writer:
             for batch in pq.ParquetFile(path).iter_batches(batch_size=plan.batch_rows, columns=list(STATS_COLUMNS)):
                 keep = code[offset:offset + batch.num_rows] == 0
                 offset += batch.num_rows
                 kept = batch.filter(pa.array(keep)).to_pandas()
-                pending.append(pa.Table.from_pandas(clean_frame(kept, scaling), preserve_index=False))
-                if sum(t.num_rows for t in pending) >= ROW_GROUP:
-                    flush()
-            if pending:
-                flush()
-        finally:
-            if writer is not None:
-                writer.close()
+                writer.write(pa.Table.from_pandas(clean_frame(kept, scaling), preserve_index=False))
 
     atomic_write(dest, write_into)
 
