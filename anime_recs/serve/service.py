@@ -25,6 +25,7 @@ from ..data import load_anime, load_synopses
 from ..errors import UserInputError
 from ..models import load_model
 from ..recommend import AnimeRecommender
+from ..recommend.interactions import read_ratings
 from ..recommend.newuser import RatingList, recommend_new_user
 
 logger = logging.getLogger(__name__)
@@ -76,7 +77,7 @@ class Service:
         from .ann import IndexedRecommender
 
         model = load_model(Path(model_dir))
-        frame = pd.read_parquet(ratings)
+        frame = read_ratings(ratings)
         syn = load_synopses(synopses) if synopses is not None else None
         # Exact similar-users search by default: the HNSW index (.ann) reached only recall@10 0.60 on
         # bench/serve.py's random 325k x 128 vectors, so it is attached by callers that measured it, not here.
