@@ -308,7 +308,7 @@ def csv_to_parquet(source: Path, dest: Path, columns: tuple[str, ...] = STATS_CO
                               for c in columns]
                     writer.write(pa.record_batch(arrays, schema=schema))
                     rows += batch.num_rows
-                    logger.info("converted %s rows of %s", f"{rows:,}", source.name)
+                    logger.debug("converted %s rows of %s", f"{rows:,}", source.name)
             if rows == 0:
                 raise UserInputError(f"user stats file {shown} has a header but no rows; check that it is the complete file")
 

@@ -143,7 +143,7 @@ def _split(path: Path, shown: str, plan: Plan, options: PreprocessOptions, anime
             ends = np.cumsum(np.bincount(buckets, minlength=plan.buckets))
             for b, (start, stop) in enumerate(zip(np.concatenate([[0], ends[:-1]]), ends, strict=True)):
                 records[order[start:stop]].tofile(handles[b])
-            logger.info("preprocess: read %s rows", f"{offset:,}")
+            logger.debug("preprocess: read %s rows", f"{offset:,}")
     finally:
         for handle in handles:
             handle.close()
