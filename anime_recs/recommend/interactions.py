@@ -28,7 +28,9 @@ def read_ratings(path: Path | str) -> pd.DataFrame:
     At the full MyAnimeList scale (~55M rows after preprocess) this reads a fifth less than the whole file.
     """
     present = set(pq.read_schema(path).names)
-    return pd.read_parquet(path, columns=[c for c in RATINGS_COLUMNS if c in present])
+    table = pq.read_table(path, columns=[c for c in RATINGS_COLUMNS if c in present])
+    # Column by column, freeing Arrow's buffers as they are converted: the peak is one copy, not two.
+    return table.to_pandas(split_blocks=True, self_destruct=True)
 
 
 def _concat_ranges(starts: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
