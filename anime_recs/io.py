@@ -7,7 +7,7 @@ import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import pandas as pd
 import pyarrow as pa
@@ -76,7 +76,7 @@ class RowGroupWriter:
         rest = table.slice(cut)
         self._pending, self._buffered = [rest], rest.num_rows
 
-    def __enter__(self) -> RowGroupWriter:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, *rest: object) -> None:

@@ -31,7 +31,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .data import STATS_COLUMNS, validate_stats
-from .errors import DataValidationError
+from .errors import UserInputError
 from .io import RowGroupWriter, atomic_write
 from .preprocess import (
     RULES,
@@ -72,16 +72,16 @@ class Plan:
         """Batch size and bucket count that keep a third of ``memory_limit_gb`` for each stage's data.
 
         Raises:
-            DataValidationError: a limit too small to process even small batches.
+            UserInputError: a limit too small to process even small batches.
         """
         budget = memory_limit_gb * (1 << 30) / 3
         batch_rows = int(min(4_000_000, budget // BATCH_BYTES_PER_ROW))
         if batch_rows < 10_000:
-            raise DataValidationError(f"data.memory_limit_gb={memory_limit_gb:g} is too small to preprocess in batches; "
+            raise UserInputError(f"data.memory_limit_gb={memory_limit_gb:g} is too small to preprocess in batches; "
                                       "give it at least 0.01")
         buckets = max(1, math.ceil(rows * BUCKET_BYTES_PER_ROW / budget))
         if buckets >= _NO_BUCKET:
-            raise DataValidationError(f"{rows:,} rows need more than {_NO_BUCKET - 1} buckets with "
+            raise UserInputError(f"{rows:,} rows need more than {_NO_BUCKET - 1} buckets with "
                                       f"data.memory_limit_gb={memory_limit_gb:g}; raise it")
         return cls(batch_rows, buckets)
 

@@ -72,19 +72,14 @@ rows = result.rows
 LOAD_SETUP = """
 import numpy as np, pyarrow.parquet as pq
 from anime_recs.encoding import IdEncoder
-from anime_recs.embeddings import PredictionHead
 from anime_recs.models.original import OriginalNetwork
+from bench.query import SIGMOID_HEAD, _unit_rows
 ids = pq.read_table(args["clean"], columns=["user_id", "anime_id"])
 users, anime = (np.unique(ids.column(c).to_numpy()) for c in ("user_id", "anime_id"))
 del ids
 rng = np.random.default_rng(0)
-def unit(n):
-    m = rng.standard_normal((n, 128), dtype=np.float32)
-    return m / np.linalg.norm(m, axis=1, keepdims=True)
-head = PredictionHead(kernel=5.0, bias=0.0, gamma=1.0, beta=0.0, moving_mean=0.0, moving_variance=1.0, epsilon=0.0,
-                      activation="sigmoid")
-model = OriginalNetwork.from_embeddings(unit(len(users)), unit(len(anime)), IdEncoder(users, "user"),
-                                        IdEncoder(anime, "anime"), head, (1.0, 10.0))
+model = OriginalNetwork.from_embeddings(_unit_rows(rng, len(users), 128), _unit_rows(rng, len(anime), 128),
+                                        IdEncoder(users, "user"), IdEncoder(anime, "anime"), SIGMOID_HEAD, (1.0, 10.0))
 model.save(Path(args["model"]))
 rows = len(users)
 """
