@@ -86,15 +86,15 @@ def test_find_bad_line_counts_lines_across_chunks(case: str, tmp_path: Path, mon
 
 
 KILL_CONVERSION = """
-import sys
+import sys, time
 import anime_recs.download as download
-real = download.pq.ParquetWriter
-class Slow(real):
-    def write_batch(self, *a, **k):
-        print("batch", flush=True)
-        import time; time.sleep(0.5)
-        return super().write_batch(*a, **k)
-download.pq.ParquetWriter = Slow
+from anime_recs.io import RowGroupWriter
+real_write = RowGroupWriter.write
+def slow_write(self, piece):
+    print("batch", flush=True)
+    time.sleep(0.5)
+    real_write(self, piece)
+RowGroupWriter.write = slow_write
 import anime_recs.steps.download as step
 step.csv_to_parquet = lambda s, d, shown=None: download.csv_to_parquet(s, d, block_size=1 << 18, shown=shown)
 sys.argv = ["download.py", "--sample_users", "50", "--sample_anime", "40", "--sample_mean_items", "10",
@@ -118,7 +118,10 @@ def test_killed_conversion_leaves_the_source_and_no_artifact(animelist: Path, tm
         seen = 0
         deadline = time.monotonic() + 120
         while seen < 3 and time.monotonic() < deadline:  # mid-way: 3 of ~18 batches written
-            seen += child.stdout.readline().startswith("batch")  # type: ignore[union-attr]
+            line = child.stdout.readline()  # type: ignore[union-attr]
+            if not line:
+                break  # the child ended without converting: the assert below says so
+            seen += line.startswith("batch")
         assert seen == 3
         os.kill(child.pid, signal.SIGKILL)
     finally:
@@ -128,4 +131,5 @@ def test_killed_conversion_leaves_the_source_and_no_artifact(animelist: Path, tm
     assert hashlib.sha256(animelist.read_bytes()).hexdigest() == before  # the source is only read
     assert not artifacts.exists() or ArtifactStore(artifacts).names() == []  # no artifact, not even a partial one
     finished = [p for p in (tmp_path / "tmp").rglob("*.parquet") if not p.name.startswith(".")]
-    assert finished == []  # only a hidden .part file may be left in the step's scratch folder
+    assert finished == []  # only a hidden .part file may be left in the step's scratch folder ...
+    assert list((tmp_path / "tmp").rglob(".user_stats.parquet.*.part"))  # ... and there is one: it died mid-conversion
