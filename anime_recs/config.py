@@ -236,6 +236,7 @@ CONFIG_SCHEMA: dict[str, Rule] = {
     **{f"data.{key}": _COUNT for key in ("sample_users", "sample_anime", "sample_mean_items")},
     "data.num_reviews": _NON_NEGATIVE,
     "data.download_timeout": _POSITIVE,
+    "data.memory_limit_gb": _POSITIVE,
     **{f"data.{key}": _FLAG for key in ("drop_half_watched", "drop_unwatched", "drop_plan", "drop_unrated",
                                        "save_raw_locally", "save_clean_locally", "from_local")},
     "model.test_size": Rule("size"),

@@ -162,6 +162,12 @@ def _numeric(frame: pd.DataFrame, column: str, path: Path | str, what: str, miss
 
 
 def _as_int(frame: pd.DataFrame, column: str, dtype: type, path: Path | str, what: str) -> None:
+    limit = min(float(np.iinfo(dtype).max), _INT_LIMIT)
+    raw = frame[column]
+    if pd.api.types.is_integer_dtype(raw.dtype) and (len(raw) == 0 or -limit <= raw.min() and raw.max() <= limit):
+        # Whole numbers that fit already (a parquet batch without gaps): the checks below cannot fail.
+        frame[column] = raw.astype(dtype)
+        return
     values = _numeric(frame, column, path, what)
     floats = values.dropna().to_numpy(dtype=np.float64)
     fraction = np.mod(floats, 1) != 0
@@ -169,7 +175,6 @@ def _as_int(frame: pd.DataFrame, column: str, dtype: type, path: Path | str, wha
         raise DataValidationError(f"{what} file {path}: column {column} must hold whole numbers; "
                                   f"found {plain(floats[fraction][0])} in {int(fraction.sum()):,} row(s)")
     # Casting would silently wrap values that do not fit (a rating of 300 would become 44).
-    limit = min(float(np.iinfo(dtype).max), _INT_LIMIT)
     huge = np.abs(floats) > limit
     if huge.any():
         raise DataValidationError(f"{what} file {path}: column {column} holds {plain(floats[huge][0])}, far outside its range; "

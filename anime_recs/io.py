@@ -7,9 +7,13 @@ import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+ROW_GROUP = 2_000_000  # rows per parquet row group of big files: large enough to read fast, small enough to stream
 
 
 def atomic_write(path: Path | str, write: Callable[[Path], Any]) -> Path:
@@ -38,6 +42,52 @@ def write_csv(frame: pd.DataFrame, path: Path | str) -> Path:
 def write_parquet(frame: pd.DataFrame, path: Path | str) -> Path:
     """Write a parquet file atomically (zstd, no index)."""
     return atomic_write(path, lambda tmp: frame.to_parquet(tmp, index=False, compression="zstd"))
+
+
+class RowGroupWriter:
+    """Write tables to a parquet file in row groups of exactly ``rows`` (default ``ROW_GROUP``) rows; the last may be shorter.
+
+    Streamed pieces of any size are buffered until a row group is full, so readers can
+    stream the file a row group at a time. Use as a context manager; the file is
+    complete only after it exits (pair it with :func:`atomic_write`).
+    """
+
+    def __init__(self, path: Path | str, rows: int | None = None, schema: pa.Schema | None = None) -> None:
+        self.path, self.rows, self.schema = Path(path), rows or ROW_GROUP, schema
+        self._writer: pq.ParquetWriter | None = None
+        self._pending: list[pa.Table] = []
+        self._buffered = 0
+
+    def write(self, piece: pa.Table | pa.RecordBatch) -> None:
+        """Add rows; full row groups are written at once."""
+        table = piece if isinstance(piece, pa.Table) else pa.Table.from_batches([piece])
+        self._pending.append(table)
+        self._buffered += table.num_rows
+        if self._buffered >= self.rows:
+            self._flush(final=False)
+
+    def _flush(self, final: bool) -> None:
+        table = pa.concat_tables(self._pending)
+        cut = table.num_rows if final else table.num_rows // self.rows * self.rows
+        if self._writer is None:
+            self._writer = pq.ParquetWriter(self.path, self.schema or table.schema, compression="zstd")
+        if cut:
+            self._writer.write_table(table.slice(0, cut), row_group_size=self.rows)
+        rest = table.slice(cut)
+        self._pending, self._buffered = [rest], rest.num_rows
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, *rest: object) -> None:
+        try:
+            # The rest of the rows; a file with no rows still gets its schema when one was given.
+            if exc_type is None and (self._buffered or (self._writer is None and self.schema is not None)):
+                self._pending = self._pending or [self.schema.empty_table()]  # type: ignore[union-attr]
+                self._flush(final=True)
+        finally:
+            if self._writer is not None:
+                self._writer.close()
 
 
 def write_json(data: Any, path: Path | str) -> Path:

@@ -95,6 +95,7 @@ def preprocess_params(cfg: Config, base: Path, workdir: Path) -> dict[str, Any]:
         "drop_unrated": d["drop_unrated"],
         "save_clean_locally": d["save_clean_locally"],
         "clean_dir": _abs(str(Path(d["local_dir"]) / "clean"), base),
+        "memory_limit_gb": d["memory_limit_gb"],
     }
 
 

@@ -6,6 +6,7 @@ Output: artifact ``--preprocessed_stats`` (type ``--preprocessed_artifact_type``
 
 from anime_recs.config import make_parser, str_to_bool
 from anime_recs.preprocess import PreprocessOptions
+from anime_recs.preprocess_file import DEFAULT_MEMORY_LIMIT_GB
 from anime_recs.steps.preprocess import run_preprocess
 from anime_recs.tracking import run_step
 
@@ -26,6 +27,8 @@ def parse_args(argv: list[str] | None = None):
     parser.add_argument("--drop_unrated", type=str_to_bool, default=True, help="drop rating 0 rows (MyAnimeList's 'not rated')")
     parser.add_argument("--save_clean_locally", type=str_to_bool, default=False, help="also copy the result to --clean_dir")
     parser.add_argument("--clean_dir", default="local_data/clean", help="folder for the local copy")
+    parser.add_argument("--memory_limit_gb", type=float, default=DEFAULT_MEMORY_LIMIT_GB,
+                        help="about how much memory the data may take (batches and buckets shrink to fit)")
     return parser.parse_args(argv)
 
 
@@ -35,7 +38,8 @@ def main(argv: list[str] | None = None) -> None:
     options = PreprocessOptions(args.num_reviews, args.drop_half_watched, args.drop_unwatched, args.drop_plan, args.drop_unrated)
     run_step("preprocess", vars(args), lambda ctx: run_preprocess(
         ctx, args.raw_stats, args.all_anime, args.preprocessed_stats, args.preprocessed_artifact_type,
-        args.preprocessed_artifact_description, options, args.raw_type, args.save_clean_locally, args.clean_dir))
+        args.preprocessed_artifact_description, options, args.raw_type, args.save_clean_locally, args.clean_dir,
+        args.memory_limit_gb))
 
 
 if __name__ == "__main__":

@@ -98,3 +98,15 @@ def test_counts_on_real_animelist_head(mal_data: Path) -> None:
     assert (scaling.rating_min, scaling.rating_max) == (1.0, 10.0)
     assert clean["rating"].between(0, 1).all()
     assert report["rows_left"].iloc[-1] == len(clean)
+
+
+def test_half_watched_same_through_the_dense_table_and_the_binary_search() -> None:
+    # The dense id table serves ids below 2**24; bigger ids take the binary search. Both must agree.
+    shifted_frame, shifted_anime = frame(), ANIME.copy()
+    shifted_frame["anime_id"] += 1 << 24
+    shifted_anime["MAL_ID"] += 1 << 24
+    stats = pd.concat([frame(), frame().assign(anime_id=[99, -1, 0, 10, 20, 30, 31])], ignore_index=True)
+    expected = [False, False, False, True, False, True, False]
+    assert half_watched_mask(frame(), ANIME).tolist() == expected
+    assert half_watched_mask(shifted_frame, shifted_anime).tolist() == expected
+    assert half_watched_mask(stats, ANIME).tolist() == expected + [False, False, False, True, False, False, False]

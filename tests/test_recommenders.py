@@ -553,3 +553,16 @@ def test_bad_input_raises_one_helpful_line(world: SimpleNamespace, label: str, c
     text = str(caught.value)
     assert message in text
     assert "\n" not in text
+
+
+def test_read_ratings_reads_only_what_the_recommender_uses(tmp_path) -> None:
+    from anime_recs.recommend.interactions import read_ratings
+
+    frame = pd.DataFrame({"user_id": [1, 2], "anime_id": [5, 6], "rating": np.array([0.5, 1.0], np.float32),
+                          "watching_status": np.array([2, 1], np.int8), "watched_episodes": np.array([3, 4], np.int32)})
+    frame.to_parquet(tmp_path / "full.parquet")
+    frame.drop(columns="watched_episodes").to_parquet(tmp_path / "ratings_only.parquet")
+    full = read_ratings(tmp_path / "full.parquet")
+    assert list(full.columns) == ["user_id", "anime_id", "rating", "watched_episodes"]
+    assert full["rating"].dtype == np.float32 and full["watched_episodes"].dtype == np.int32  # compact, as stored
+    assert list(read_ratings(tmp_path / "ratings_only.parquet").columns) == ["user_id", "anime_id", "rating"]

@@ -8,15 +8,29 @@ of many users at once are one ``np.lexsort`` over those slices.
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 
 from ..errors import DataValidationError
 
 logger = logging.getLogger(__name__)
 
 _REQUIRED_RATINGS = ("user_id", "anime_id", "rating")
+RATINGS_COLUMNS = (*_REQUIRED_RATINGS, "watched_episodes")  # all the recommender reads of the preprocessed stats
+
+
+def read_ratings(path: Path | str) -> pd.DataFrame:
+    """The preprocessed stats' columns the recommender uses (not ``watching_status``), as stored (compact dtypes).
+
+    At the full MyAnimeList scale (~55M rows after preprocess) this reads a fifth less than the whole file.
+    """
+    present = set(pq.read_schema(path).names)
+    table = pq.read_table(path, columns=[c for c in RATINGS_COLUMNS if c in present])
+    # Column by column, freeing Arrow's buffers as they are converted: the peak is one copy, not two.
+    return table.to_pandas(split_blocks=True, self_destruct=True)
 
 
 def _concat_ranges(starts: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -25,6 +25,7 @@ from ..data import load_anime, load_synopses
 from ..errors import UserInputError
 from ..models import load_model
 from ..recommend import AnimeRecommender
+from ..recommend.interactions import read_ratings
 from ..recommend.newuser import RatingList, recommend_new_user
 
 logger = logging.getLogger(__name__)
@@ -76,7 +77,7 @@ class Service:
         from .ann import IndexedRecommender
 
         model = load_model(Path(model_dir))
-        frame = pd.read_parquet(ratings)
+        frame = read_ratings(ratings)
         syn = load_synopses(synopses) if synopses is not None else None
         rec = IndexedRecommender(model=model, ratings=frame, anime=load_anime(anime), synopses=syn)
         rec.attach_if_accurate()  # large user sets only, and only when its measured recall@10 is high enough

@@ -89,9 +89,11 @@ def run_download(
     workdir = ctx.workdir
     shown: dict[str, str] = {}
     sampled = {}
-    if any(f.source.strip().lower() == SAMPLE for f in files):
+    # With from_local the user's file replaces the sample's stats: generate only the other tables.
+    to_sample = [f for f in files if f.source.strip().lower() == SAMPLE and not (f.kind == "stats" and from_local)]
+    if to_sample:
         sample_size.check()
-        sampled = _materialise_sample(files, sample_size, workdir)
+        sampled = _materialise_sample(to_sample, sample_size, workdir)
     fetched: dict[str, Path] = {}
     for raw in files:
         if raw.kind == "stats" and from_local:

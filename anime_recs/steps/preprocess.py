@@ -3,7 +3,8 @@
 Input: the raw user-stats artifact (and the all-anime artifact for
 ``drop_half_watched``). Output: ``preprocessed_stats.parquet`` (type
 ``preprocessed_data``) whose metadata holds the rating scaling and the
-rows removed by each rule.
+rows removed by each rule. Runs out of core: memory follows ``data.memory_limit_gb``,
+not the size of the file.
 """
 
 from __future__ import annotations
@@ -13,9 +14,11 @@ import shutil
 from dataclasses import asdict
 from pathlib import Path
 
-from ..data import load_anime, load_stats
-from ..io import print_table, write_parquet
-from ..preprocess import PreprocessOptions, preprocess
+from ..data import is_parquet, load_anime
+from ..download import csv_to_parquet
+from ..io import print_table
+from ..preprocess import PreprocessOptions
+from ..preprocess_file import DEFAULT_MEMORY_LIMIT_GB, preprocess_file
 from ..tracking import StepContext
 
 logger = logging.getLogger(__name__)
@@ -32,28 +35,34 @@ def run_preprocess(
     raw_type: str = "raw_data",
     save_clean_locally: bool = False,
     clean_dir: str = "local_data/clean",
+    memory_limit_gb: float = DEFAULT_MEMORY_LIMIT_GB,
 ) -> str:
-    """Load, clean, scale and publish; return the published ``name:vN``."""
+    """Clean and scale out of core (memory bounded by ``memory_limit_gb``), publish; return the published ``name:vN``."""
     stats_artifact = ctx.use_artifact(raw_stats, raw_type)
-    stats = load_stats(stats_artifact.file(), shown=stats_artifact.ref)
     if options.drop_half_watched:
         anime_artifact = ctx.use_artifact(all_anime, raw_type)
         anime = load_anime(anime_artifact.file(), shown=anime_artifact.ref)
     else:
         anime = None
-    clean, report, scaling = preprocess(stats, options, anime)
+    source = stats_artifact.file()
+    if not is_parquet(source):  # the download step always publishes parquet; an older CSV artifact is converted first
+        source = ctx.workdir / "raw_stats.parquet"
+        csv_to_parquet(stats_artifact.file(), source, shown=stats_artifact.ref)
+    target = ctx.workdir / output_artifact
+    result = preprocess_file(source, target, options, anime, shown=stats_artifact.ref, memory_limit_gb=memory_limit_gb,
+                             scratch=ctx.workdir / "scratch")
+    report = result.report
     print_table(report, "rows removed by each rule")
     ctx.log_metrics({f"removed_{row.rule}": row.rows_removed for row in report.itertuples() if row.rule != "input"})
-    ctx.log_metrics({"rows_in": len(stats), "rows_out": len(clean), "users_out": clean["user_id"].nunique(),
-                     "anime_out": clean["anime_id"].nunique()})
-    target = write_parquet(clean, ctx.workdir / output_artifact)
+    ctx.log_metrics({"rows_in": int(report["rows_left"].iloc[0]), "rows_out": result.rows, "users_out": result.users,
+                     "anime_out": result.anime})
     metadata = {
-        "scaling": scaling.as_dict(),
+        "scaling": result.scaling.as_dict(),
         "options": asdict(options),
         "removed": dict(zip(report["rule"], report["rows_removed"].astype(int).tolist(), strict=True)),
-        "rows": len(clean),
-        "users": int(clean["user_id"].nunique()),
-        "anime": int(clean["anime_id"].nunique()),
+        "rows": result.rows,
+        "users": result.users,
+        "anime": result.anime,
     }
     artifact = ctx.log_artifact(output_artifact, output_type, {output_artifact: target}, output_description, metadata, move=True)
     if save_clean_locally:

@@ -21,6 +21,7 @@ from ..errors import ArtifactError, UserInputError
 from ..io import print_table, write_csv
 from ..models import load_model
 from ..recommend import AnimeRecommender
+from ..recommend.interactions import read_ratings
 from ..tracking import StepContext
 
 logger = logging.getLogger(__name__)
@@ -97,7 +98,7 @@ def load_recommender(ctx: StepContext, inputs: RecommenderInputs) -> AnimeRecomm
     embeddings = ctx.use_artifact(inputs.embeddings, inputs.embeddings_type)
     main_df = ctx.use_artifact(inputs.main_df, inputs.main_df_type)
     model = load_model(embeddings.path)
-    ratings = pd.read_parquet(main_df.file())
+    ratings = read_ratings(main_df.file())
     trained_on = embeddings.metadata.get("input", {}).get(main_df.name)
     if trained_on and trained_on != main_df.ref:
         users_match = np.array_equal(np.unique(ratings["user_id"].to_numpy()), model.users.ids)
