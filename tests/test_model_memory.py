@@ -11,7 +11,7 @@ import pytest
 import scipy.sparse as sp
 
 from anime_recs.errors import UserInputError
-from anime_recs.models import Interactions, build_model
+from anime_recs.models import Interactions, build_model, ease
 from anime_recs.models import neighbourhood as nb
 from anime_recs.models.ease import ease_weights
 
@@ -61,7 +61,7 @@ def test_fit_stops_in_one_line_when_memory_is_short(monkeypatch: pytest.MonkeyPa
     assert "\n" not in str(error.value)
 
 
-def test_blocked_ease_weights_match_the_closed_form() -> None:
+def test_blocked_ease_weights_match_the_closed_form(monkeypatch: pytest.MonkeyPatch) -> None:
     rng = np.random.default_rng(3)
     X = sp.random(300, 120, density=0.1, random_state=3, format="csr", dtype=np.float32)
     X.data[:] = 1 + 2 * (rng.random(X.nnz) < 0.4)
@@ -71,14 +71,9 @@ def test_blocked_ease_weights_match_the_closed_form() -> None:
     C = P @ dense_x.T @ Y.toarray()
     expected = C - P * (np.diag(C) / np.diag(P))[None, :]
     np.fill_diagonal(expected, 0.0)
-    import anime_recs.models.ease as ease
-
     for block in (2048, 17):  # one block, then uneven blocks
-        ease._BLOCK_ROWS = block
-        try:
-            np.testing.assert_allclose(ease_weights(X, Y, 7.0), expected, atol=1e-5)
-        finally:
-            ease._BLOCK_ROWS = 2048
+        monkeypatch.setattr(ease, "_BLOCK_ROWS", block)
+        np.testing.assert_allclose(ease_weights(X, Y, 7.0), expected, atol=1e-5)
 
 
 def test_blocked_similarities_and_als_match_the_one_shot_results(monkeypatch: pytest.MonkeyPatch) -> None:
