@@ -229,3 +229,29 @@ def _prefetched(items: Iterator[RatingArrays], depth: int) -> Iterator[RatingArr
                 slots.get_nowait()
             except queue.Empty:
                 thread.join(timeout=0.05)
+
+
+@dataclass
+class StreamedRows:
+    """The training rows of a :class:`ParquetRatings` as a :class:`anime_recs.training.BatchSource`.
+
+    Attributes:
+        reader: The file and its split.
+        users: Encoder of the user ids (from :meth:`ParquetRatings.encoders`).
+        anime: Encoder of the anime ids.
+        rows: Training rows per epoch.
+        mean_rating: Mean scaled rating of the training rows.
+    """
+
+    reader: ParquetRatings
+    users: IdEncoder
+    anime: IdEncoder
+    rows: int
+    mean_rating: float
+
+    def __len__(self) -> int:
+        return self.rows
+
+    def epoch_batches(self, epoch: int, batch_size: int) -> Iterator[RatingArrays]:
+        """The shuffled training batches of ``epoch`` read from the file."""
+        return self.reader.train_batches(epoch, batch_size, self.users, self.anime)

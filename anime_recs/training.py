@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import itertools
 import json
 import logging
 import math
@@ -507,15 +508,15 @@ def _l2_penalty(model: keras.Model, l2: float) -> float:
 
 
 def _train_keras(
-    model: keras.Model, train: RatingArrays, val: RatingArrays, params: ModelParams, tracker: _EpochTracker
+    model: keras.Model, train: RatingArrays | BatchSource, val: RatingArrays, params: ModelParams, tracker: _EpochTracker
 ) -> None:
-    """``model.fit`` on numpy arrays with stock callbacks, as the original did."""
+    """``model.fit`` on numpy arrays with stock callbacks, as the original did (streamed rows: a tf.data pipeline)."""
     # Built up front so weight files (which carry Adam's slots) load completely.
     model.optimizer.build(model.trainable_variables)
     saved_optimizer = tracker.restore_for_resume(model)
     if saved_optimizer is not None:
         model.optimizer.load_own_variables(saved_optimizer)
-    _build_before_fit(model, train)
+    _build_before_fit(model, val)
 
     checkpoint_callbacks: list[keras.callbacks.Callback] = []
     if tracker.store is not None:
@@ -537,10 +538,16 @@ def _train_keras(
         early,
         _KerasBookkeeper(tracker, early),
     ]
+    if isinstance(train, RatingArrays):
+        data: dict[str, Any] = dict(
+            x={"user": train.user_idx.reshape(-1, 1), "anime": train.anime_idx.reshape(-1, 1)},
+            y=train.rating.reshape(-1, 1), batch_size=params.batch_size, shuffle=True,
+        )
+    else:
+        data = dict(x=_batch_dataset(train, params.batch_size, tracker.start_epoch), shuffle=False,
+                    steps_per_epoch=math.ceil(len(train) / params.batch_size))
     model.fit(
-        x={"user": train.user_idx.reshape(-1, 1), "anime": train.anime_idx.reshape(-1, 1)},
-        y=train.rating.reshape(-1, 1),
-        batch_size=params.batch_size,
+        **data,
         epochs=params.epochs,
         initial_epoch=tracker.start_epoch,
         validation_data=(
@@ -548,12 +555,27 @@ def _train_keras(
             val.rating.reshape(-1, 1),
         ),
         callbacks=callbacks,
-        shuffle=True,
         verbose=0,
     )
 
 
-def _build_before_fit(model: keras.Model, train: RatingArrays) -> None:
+def _batch_dataset(source: BatchSource, batch_size: int, first_epoch: int) -> tf.data.Dataset:
+    """``source`` as an endless ``tf.data.Dataset`` for ``fit``: epoch after epoch of its batches.
+
+    Every epoch has ``ceil(len(source) / batch_size)`` batches, which ``fit`` is told as ``steps_per_epoch``.
+    """
+    epochs = itertools.count(first_epoch)
+
+    def batches() -> Iterator[tuple[dict[str, np.ndarray], np.ndarray]]:
+        for batch in source.epoch_batches(next(epochs), batch_size):
+            yield {"user": batch.user_idx[:, None], "anime": batch.anime_idx[:, None]}, batch.rating[:, None]
+
+    ids = tf.TensorSpec([None, 1], tf.int32)
+    signature = ({"user": ids, "anime": ids}, tf.TensorSpec([None, 1], tf.float32))
+    return tf.data.Dataset.from_generator(batches, output_signature=signature).repeat().prefetch(2)
+
+
+def _build_before_fit(model: keras.Model, sample_rows: RatingArrays) -> None:
     """Build the compiled loss and metrics from a sample batch, so ``fit`` need not.
 
     Keras 3.15 bug: under a strategy, ``fit`` first builds them from a batch it averages across
@@ -561,8 +583,9 @@ def _build_before_fit(model: keras.Model, train: RatingArrays) -> None:
     fails on the dict of inputs ("Attempt to convert a value ({'user': PerReplica...) to a Tensor").
     Building here, in the strategy's scope, and skipping that step avoids the reduce.
     """
-    sample = slice(0, min(len(train), 2))
-    batch = ({"user": train.user_idx[sample, None], "anime": train.anime_idx[sample, None]}, train.rating[sample, None])
+    sample = slice(0, min(len(sample_rows), 2))
+    batch = ({"user": sample_rows.user_idx[sample, None], "anime": sample_rows.anime_idx[sample, None]},
+             sample_rows.rating[sample, None])
     model._symbolic_build(data_batch=batch)  # noqa: SLF001 - see the docstring
     model._maybe_symbolic_build = lambda iterator=None, data_batch=None: None  # noqa: SLF001
 
