@@ -17,8 +17,14 @@ stopping and history:
   dense Adam + L2 (rows absent from a batch keep their moments and values),
   so losses are compared on the data term only. It trains on one device:
   given a strategy with more than one replica, or a TPU, ``train_model``
-  builds the model inside ``strategy.scope()`` and uses the keras path, with
-  batch size and learning rates scaled by the replica count.
+  builds the model inside ``strategy.scope()`` and uses the keras path (or,
+  under ``MultiWorkerMirroredStrategy`` with several workers, the same epoch
+  loop with stock Adam, :mod:`anime_recs.distributed`), with batch size and
+  learning rates scaled by the replica count.
+
+Training rows come as numpy arrays (:class:`~anime_recs.encoding.RatingArrays`)
+or as a :class:`BatchSource` that yields them batch by batch, epoch by epoch
+(:class:`anime_recs.streaming.StreamedRows` reads them from the parquet).
 
 History columns (one row per epoch, ``epoch`` 0-based): ``loss`` and
 ``val_loss`` are the loss function alone (the data term, no L2 penalty),
