@@ -25,7 +25,8 @@ import tensorflow as tf
 
 from .encoding import RatingArrays
 from .model import ModelParams
-from .training import _CustomTrainer, keras_optimizer_state
+from .keras_fit import keras_optimizer_state
+from .training import _CustomTrainer
 
 logger = logging.getLogger(__name__)
 
