@@ -91,11 +91,16 @@ def test_the_network_streams_a_table_above_stream_above_rows(ran: tuple[Artifact
     assert store.get("streamed_nn_embeddings:latest").version == 0
 
 
-def test_only_the_chief_worker_publishes(ran: tuple[ArtifactStore, dict[str, str]], monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("stream", ["0", "null"])
+def test_only_the_chief_worker_publishes(ran: tuple[ArtifactStore, dict[str, str]], monkeypatch: pytest.MonkeyPatch,
+                                         stream: str) -> None:
     import anime_recs.model
 
     monkeypatch.setattr(anime_recs.model, "is_chief", lambda strategy: False)  # as worker 1 of a cluster sees it
-    step_module("neural_network").main(["--model_config", CONFIG, "--overrides", f"{NETWORK} {_network_outputs('worker1')}"])
+    overrides = f"{NETWORK} stream_above_rows={stream} {_network_outputs('worker1')}"
+    step_module("neural_network").main(["--model_config", CONFIG, "--overrides", overrides])
     store, _ = ran
     with pytest.raises(ArtifactError):
         store.get("worker1_nn_embeddings:latest")
+    with pytest.raises(ArtifactError):
+        store.get("worker1_nn.keras:latest")

@@ -185,8 +185,8 @@ def _flat(params: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def _fit_network(ctx: StepContext, model: OriginalNetwork, train: Any, val: RatingArrays, input_ref: str,
-                 model_cfg: dict[str, Any], seed: int) -> bool:
+def _fit_network(ctx: StepContext, model: OriginalNetwork, train: RatingArrays | StreamedRows, val: RatingArrays,
+                 input_ref: str, model_cfg: dict[str, Any], seed: int) -> bool:
     """Train the original network with the step's validation split, checkpoints and per-epoch metrics.
 
     Returns:
