@@ -247,6 +247,7 @@ CONFIG_SCHEMA: dict[str, Rule] = {
     "model.exp_decay": Rule("number", low=0, high=1, open_low=True),
     "model.l2_reg_factor": Rule("number", low=0),
     **{f"model.{key}": _FLAG for key in ("jit_compile", "resume", "TPU_init", "multi_worker")},
+    "model.stream_above_rows": Rule("int", low=0, optional=True),
     **{f"similarity.{key}": _COUNT for key in ("a_query_number", "id_query_number")},
     "similarity.max_ratings": Rule("int", low=1, optional=True),
     **{f"users.{key}": _USER for key in ("sim_user_query", "prefs_user_query", "user_recs_query")},

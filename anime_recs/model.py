@@ -204,7 +204,7 @@ def _seeded_initializer(name: str, seed: int) -> keras.initializers.Initializer:
     return init
 
 
-def build_model(n_users: int, n_anime: int, params: ModelParams) -> keras.Model:
+def build_model(n_users: int, n_anime: int, params: ModelParams, sync_batch_norm: bool = False) -> keras.Model:
     """Build and compile the original embedding model.
 
     ``user``/``anime`` int inputs of shape ``(1,)`` → ``Embedding`` (with L2)
@@ -216,6 +216,9 @@ def build_model(n_users: int, n_anime: int, params: ModelParams) -> keras.Model:
         n_users: Rows of the user embedding table.
         n_anime: Rows of the anime embedding table.
         params: Architecture, loss, optimizer and metrics.
+        sync_batch_norm: Normalise with the statistics of the global batch across replicas (for
+            training under a strategy with several replicas: the same maths as one device, and
+            moving statistics that stay identical on every worker).
 
     Returns:
         A compiled ``keras.Model`` with the optimizer's learning rate set to
@@ -250,7 +253,7 @@ def build_model(n_users: int, n_anime: int, params: ModelParams) -> keras.Model:
     merged = keras.layers.Dot(axes=2, normalize=True, name=DOT)([user_vec, anime_vec])
     merged = keras.layers.Flatten(name="flatten")(merged)
     out = keras.layers.Dense(1, kernel_initializer=kernel_init, name=DENSE)(merged)
-    out = keras.layers.BatchNormalization(name=BATCH_NORM)(out)
+    out = keras.layers.BatchNormalization(synchronized=sync_batch_norm, name=BATCH_NORM)(out)
     try:
         out = keras.layers.Activation(params.activation_function, name=ACTIVATION)(out)
     except ValueError:
@@ -357,6 +360,25 @@ def select_strategy(tpu_init: bool, tpu_address: str = "", multi_worker: bool = 
         logger.info("mirrored strategy over %d GPUs", len(gpus))
         return strategy
     return tf.distribute.get_strategy()
+
+
+def is_chief(strategy: tf.distribute.Strategy | None) -> bool:
+    """Whether this process publishes: the only process, the ``chief`` task, or worker 0 when there is no chief.
+
+    TensorFlow's multi-worker convention: every worker trains (the collectives need them all), but
+    only the chief writes checkpoints and artifacts; the others write to scratch space.
+
+    Args:
+        strategy: From :func:`select_strategy`; None means a single process.
+    """
+    resolver = getattr(strategy, "cluster_resolver", None)
+    task_type = getattr(resolver, "task_type", None)
+    if resolver is None or not task_type or isinstance(strategy, tf.distribute.TPUStrategy):
+        return True
+    if task_type == "chief":
+        return True
+    has_chief = bool(resolver.cluster_spec().as_dict().get("chief"))
+    return task_type == "worker" and int(resolver.task_id or 0) == 0 and not has_chief
 
 
 def scaled_batch_and_lr(params: ModelParams, replicas: int) -> ModelParams:

@@ -17,8 +17,14 @@ stopping and history:
   dense Adam + L2 (rows absent from a batch keep their moments and values),
   so losses are compared on the data term only. It trains on one device:
   given a strategy with more than one replica, or a TPU, ``train_model``
-  builds the model inside ``strategy.scope()`` and uses the keras path, with
-  batch size and learning rates scaled by the replica count.
+  builds the model inside ``strategy.scope()`` and uses the keras path (or,
+  under ``MultiWorkerMirroredStrategy`` with several workers, the same epoch
+  loop with stock Adam, :mod:`anime_recs.distributed`), with batch size and
+  learning rates scaled by the replica count.
+
+Training rows come as numpy arrays (:class:`~anime_recs.encoding.RatingArrays`)
+or as a :class:`BatchSource` that yields them batch by batch, epoch by epoch
+(:class:`anime_recs.streaming.StreamedRows` reads them from the parquet).
 
 History columns (one row per epoch, ``epoch`` 0-based): ``loss`` and
 ``val_loss`` are the loss function alone (the data term, no L2 penalty),
@@ -49,12 +55,14 @@ import json
 import logging
 import math
 import os
+import shutil
+import tempfile
 import time
 import zipfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import keras
 import numpy as np
@@ -72,6 +80,7 @@ from .model import (
     ModelParams,
     build_model,
     compile_model,
+    is_chief,
     learning_rate,
     scaled_batch_and_lr,
 )
@@ -82,9 +91,6 @@ BEST_WEIGHTS = "best.weights.h5"
 LAST_WEIGHTS = "last.weights.h5"
 LAST_OPTIMIZER = "last_optimizer.npz"
 STATE_JSON = "state.json"
-# Keras' ModelCheckpoint writes here; the bookkeeping callback renames it to
-# BEST_WEIGHTS so readers never see a half-written file.
-_BEST_TMP = "best.tmp.weights.h5"
 
 # Unique-id arrays are padded to a multiple of this so XLA sees a handful of
 # shapes per run instead of recompiling for every distinct unique count.
@@ -114,8 +120,23 @@ class TrainResult:
 EpochCallback = Callable[[int, dict], None]
 
 
+class BatchSource(Protocol):
+    """Training rows that arrive batch by batch, epoch by epoch, instead of as arrays in memory.
+
+    :class:`anime_recs.streaming.StreamedRows` reads them from the preprocessed parquet.
+    """
+
+    def __len__(self) -> int:
+        """Rows per epoch."""
+        ...
+
+    def epoch_batches(self, epoch: int, batch_size: int) -> Iterator[RatingArrays]:
+        """The shuffled batches of ``epoch`` (the same for the same epoch, on every worker)."""
+        ...
+
+
 def train_model(
-    train: RatingArrays,
+    train: RatingArrays | BatchSource,
     val: RatingArrays,
     n_users: int,
     n_anime: int,
@@ -136,7 +157,8 @@ def train_model(
     (:func:`anime_recs.model.scaled_batch_and_lr`); do not pre-scale them.
 
     Args:
-        train: Encoded training rows.
+        train: Encoded training rows, in memory or as a :class:`BatchSource`
+            (streamed; its rows are not checked against the table sizes).
         val: Encoded validation rows (the step's ``test_size`` hold-out).
         n_users: Rows of the user table (every ``user_idx`` must be below it).
         n_anime: Rows of the anime table.
@@ -144,7 +166,9 @@ def train_model(
         strategy: From :func:`anime_recs.model.select_strategy`; None = default.
         checkpoint_dir: Where ``best.weights.h5``, ``last.weights.h5``, the
             last optimizer state and ``state.json`` are written each epoch;
-            None disables checkpoints (and ``resume``).
+            None disables checkpoints (and ``resume``). Only the chief worker
+            writes here (:func:`anime_recs.model.is_chief`); other workers of
+            a multi-worker cluster write to a temporary folder.
         resume: Continue from the last completed epoch in ``checkpoint_dir``.
         on_epoch_end: Called as ``on_epoch_end(epoch, row)`` after every epoch
             with that epoch's history row (e.g. to log to MLflow).
@@ -157,7 +181,41 @@ def train_model(
         UserInputError: Inconsistent data, an unknown ``monitor``, or a
             checkpoint that does not match this run.
     """
-    _check_data(train, "training", n_users, n_anime)
+    with contextlib.ExitStack() as stack:
+        if checkpoint_dir is not None and not is_chief(strategy):
+            checkpoint_dir = _worker_scratch(stack, Path(checkpoint_dir), resume)
+        return _train_model(train, val, n_users, n_anime, params, strategy, checkpoint_dir, resume, on_epoch_end,
+                            verbose)
+
+
+def _worker_scratch(stack: contextlib.ExitStack, checkpoint_dir: Path, resume: bool) -> Path:
+    """A temporary checkpoint folder for a non-chief worker (TF's convention: only the chief writes).
+
+    A resumed non-chief worker starts from a copy of the chief's checkpoint, so every worker resumes
+    from the same epoch (they must take the same number of steps for the collectives to line up).
+    """
+    scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="anime-recs-worker-")))
+    if resume and checkpoint_dir.is_dir():
+        shutil.copytree(checkpoint_dir, scratch, dirs_exist_ok=True)
+    logger.info("not the chief worker: checkpoints go to %s", scratch)
+    return scratch
+
+
+def _train_model(
+    train: RatingArrays | BatchSource,
+    val: RatingArrays,
+    n_users: int,
+    n_anime: int,
+    params: ModelParams,
+    strategy: tf.distribute.Strategy | None,
+    checkpoint_dir: Path | None,
+    resume: bool,
+    on_epoch_end: EpochCallback | None,
+    verbose: bool,
+) -> TrainResult:
+    """:func:`train_model` once the checkpoint folder is settled."""
+    if isinstance(train, RatingArrays):
+        _check_data(train, "training", n_users, n_anime)
     _check_data(val, "validation", n_users, n_anime)
     keras.utils.set_random_seed(params.seed)
 
@@ -166,10 +224,13 @@ def train_model(
     path = params.training_path
     if replicas > 1 or is_tpu:
         params = scaled_batch_and_lr(params, replicas)
+        # Keras 3.15's fit cannot run MultiWorkerMirroredStrategy with several workers (it averages
+        # scalar logs with reduce(axis=0)), so the workers run their own loop with stock Adam.
+        path = "mirrored" if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) else "keras"
         logger.info(
-            "%d replicas: keras path, batch %d, lr %.3g..%.3g", replicas, params.batch_size, params.min_lr, params.max_lr
+            "%d replicas: %s path, batch %d, lr %.3g..%.3g", replicas, path, params.batch_size, params.min_lr,
+            params.max_lr,
         )
-        path = "keras"
     elif path == "fast":
         reason = _fast_path_unsupported(params)
         if reason:
@@ -186,21 +247,27 @@ def train_model(
         return strategy.scope() if strategy is not None else contextlib.nullcontext()
 
     with scope():
-        model = build_model(n_users, n_anime, params)
+        model = build_model(n_users, n_anime, params, sync_batch_norm=replicas > 1)
         if path == "keras" and is_tpu:
             compile_model(model, params, jit_compile="auto")  # TPUs always run XLA
 
     tracker = _EpochTracker(params, store, state, on_epoch_end, verbose)
     if state is not None and (state.get("stopped_early") or int(state["epoch"]) + 1 >= params.epochs):
         logger.info("the run in %s already finished: loading its best weights", checkpoint_dir)
-        if path == "keras":
+        if path != "fast":
             model.optimizer.build(model.trainable_variables)  # the file carries Adam's slots
         model.load_weights(store.path(BEST_WEIGHTS))  # type: ignore[union-attr]
         return tracker.result(model)
 
     if path == "keras":
+        from .keras_fit import train_keras
+
         with scope():
-            _train_keras(model, train, val, params, tracker)
+            train_keras(model, train, val, params, tracker)
+    elif path == "mirrored":
+        from .distributed import MirroredTrainer
+
+        MirroredTrainer(model, params, strategy).fit(train, val, tracker)  # type: ignore[arg-type]
     else:
         _LazyAdamTrainer(model, params).fit(train, val, tracker)
     return tracker.result(model)
@@ -440,126 +507,6 @@ def _l2_penalty(model: keras.Model, l2: float) -> float:
 
 
 # --------------------------------------------------------------------------
-# Keras path: the original's model.fit
-# --------------------------------------------------------------------------
-
-
-def _train_keras(
-    model: keras.Model, train: RatingArrays, val: RatingArrays, params: ModelParams, tracker: _EpochTracker
-) -> None:
-    """``model.fit`` on numpy arrays with stock callbacks, as the original did."""
-    # Built up front so weight files (which carry Adam's slots) load completely.
-    model.optimizer.build(model.trainable_variables)
-    saved_optimizer = tracker.restore_for_resume(model)
-    if saved_optimizer is not None:
-        model.optimizer.load_own_variables(saved_optimizer)
-
-    checkpoint_callbacks: list[keras.callbacks.Callback] = []
-    if tracker.store is not None:
-        checkpoint_callbacks.append(
-            keras.callbacks.ModelCheckpoint(
-                filepath=str(tracker.store.path(_BEST_TMP)),
-                monitor=params.monitor,
-                mode=params.mode,
-                save_best_only=True,
-                save_weights_only=True,
-                initial_value_threshold=tracker.best,
-            )
-        )
-    early = _ResumableEarlyStopping(tracker, monitor=params.monitor, mode=params.mode, patience=params.patience)
-    callbacks = [
-        _HonestLogs(),  # first, so the callbacks below see the data-term val_loss
-        keras.callbacks.LearningRateScheduler(lambda epoch: learning_rate(epoch, params)),
-        *checkpoint_callbacks,
-        early,
-        _KerasBookkeeper(tracker, early),
-    ]
-    model.fit(
-        x={"user": train.user_idx.reshape(-1, 1), "anime": train.anime_idx.reshape(-1, 1)},
-        y=train.rating.reshape(-1, 1),
-        batch_size=params.batch_size,
-        epochs=params.epochs,
-        initial_epoch=tracker.start_epoch,
-        validation_data=(
-            {"user": val.user_idx.reshape(-1, 1), "anime": val.anime_idx.reshape(-1, 1)},
-            val.rating.reshape(-1, 1),
-        ),
-        callbacks=callbacks,
-        shuffle=True,
-        verbose=0,
-    )
-
-
-class _HonestLogs(keras.callbacks.Callback):
-    """Rename Keras' logs so ``loss``/``val_loss`` mean the data term.
-
-    Keras' ``loss`` adds the L2 penalty over all rows of both tables; the
-    compiled ``data_loss`` metric is the loss function alone.
-    """
-
-    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        if logs is None:
-            return
-        for prefix in ("", "val_"):
-            if prefix + "data_loss" in logs:
-                logs[prefix + "loss_incl_l2"] = logs[prefix + "loss"]
-                logs[prefix + "loss"] = logs.pop(prefix + "data_loss")
-
-
-class _ResumableEarlyStopping(keras.callbacks.EarlyStopping):
-    """Stock EarlyStopping that starts from a resumed run's best/wait."""
-
-    def __init__(self, tracker: _EpochTracker, **kwargs: Any) -> None:
-        super().__init__(restore_best_weights=True, **kwargs)
-        self._tracker = tracker
-
-    def on_train_begin(self, logs: dict | None = None) -> None:
-        super().on_train_begin(logs)
-        if self._tracker.resumed:
-            self.best = self._tracker.best
-            self.best_epoch = self._tracker.best_epoch
-            self.wait = self._tracker.wait
-            self.best_weights = self._tracker.best_weights
-
-
-class _KerasBookkeeper(keras.callbacks.Callback):
-    """Last in the list: atomic best file, history row, state, progress line."""
-
-    def __init__(self, tracker: _EpochTracker, early: _ResumableEarlyStopping) -> None:
-        super().__init__()
-        self._tracker = tracker
-        self._early = early
-        self._started = 0.0
-
-    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
-        self._started = time.perf_counter()
-
-    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        logs = dict(logs or {})
-        tracker = self._tracker
-        store = tracker.store
-        if store is not None and store.path(_BEST_TMP).exists():
-            os.replace(store.path(_BEST_TMP), store.path(BEST_WEIGHTS))
-        seconds = time.perf_counter() - self._started
-        # Mirror EarlyStopping's decision so the state file can resume it.
-        tracker.best = None if self._early.best is None else float(self._early.best)
-        tracker.best_epoch = int(self._early.best_epoch)
-        tracker.wait = int(self._early.wait)
-        tracker.stopped_early = bool(self.model.stop_training)
-        row = {k: v for k, v in logs.items() if k != "learning_rate"}
-        row["lr"] = learning_rate(epoch, tracker.params)
-        row["seconds"] = seconds
-        finished = tracker.stopped_early or epoch + 1 >= tracker.params.epochs
-
-        def optimizer_state() -> dict[str, Callable[[], np.ndarray]]:
-            store_: dict[str, np.ndarray] = {}
-            self.model.optimizer.save_own_variables(store_)
-            return {key: (lambda value=value: value) for key, value in store_.items()}
-
-        tracker.finish_epoch(epoch, row, self.model, optimizer_state, finished)
-
-
-# --------------------------------------------------------------------------
 # Fast path: lazy Adam on the touched rows, XLA for the dense maths
 # --------------------------------------------------------------------------
 
@@ -607,7 +554,140 @@ def _cosine(user_vec: tf.Tensor, anime_vec: tf.Tensor):  # type: ignore[no-untyp
     return cosine, grad
 
 
-class _LazyAdamTrainer:
+class _CustomTrainer:
+    """What the custom training loops share: loss and metric sums, validation, and the epoch loop.
+
+    Subclasses train the Keras model's own variables in :meth:`step` (adding the batch's loss and
+    metric sums and row count to ``train_sums``), evaluate a slice of the validation rows in
+    ``_eval`` and expose their optimizer state for checkpoints.
+    """
+
+    def __init__(self, model: keras.Model, params: ModelParams) -> None:
+        self.model = model
+        self.params = params
+        self.loss_fn = _loss_like(params.model_loss)
+        self.metric_fns = [(name, _loss_like(name)) for name in params.model_metrics]
+        n_sums = 1 + len(self.metric_fns)
+        self.train_sums = tf.Variable(tf.zeros(n_sums + 1, tf.float64), trainable=False)  # + row count
+
+    def step(self, batch: RatingArrays, lr: tf.Tensor) -> None:
+        """Train on one batch at learning rate ``lr``."""
+        raise NotImplementedError
+
+    def _eval(self, users, anime, ratings, start, stop):  # type: ignore[no-untyped-def]
+        """Loss and metric sums over ``[start, stop)`` of the validation tensors."""
+        raise NotImplementedError
+
+    def optimizer_state(self) -> dict[str, Callable[[], np.ndarray]]:
+        """Name -> reader of every optimizer variable (read lazily, see save_arrays)."""
+        raise NotImplementedError
+
+    def load_optimizer_state(self, state: dict[str, np.ndarray]) -> None:
+        """Restore what :meth:`optimizer_state` saved."""
+        raise NotImplementedError
+
+    def _sums(self, y: tf.Tensor, pred: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        """Mean data loss and the per-batch sums of loss and metrics."""
+        y2 = tf.reshape(y, [-1, 1])
+        per_sample = self.loss_fn(y2, pred)
+        values = [tf.reduce_sum(per_sample)] + [tf.reduce_sum(fn(y2, pred)) for _, fn in self.metric_fns]
+        return tf.reduce_mean(per_sample), tf.stack(values)
+
+    def _evaluate(self, users: tf.Tensor, anime: tf.Tensor, ratings: tf.Tensor) -> np.ndarray:
+        n = int(users.shape[0])
+        total = np.zeros(1 + len(self.metric_fns))
+        for start in range(0, n, self.params.batch_size):
+            stop = min(start + self.params.batch_size, n)
+            total += self._eval(users, anime, ratings, tf.constant(start), tf.constant(stop)).numpy()
+        return total / n
+
+    def fit(self, train: RatingArrays | BatchSource, val: RatingArrays, tracker: _EpochTracker) -> None:
+        """Train epoch by epoch with the tracker's early stopping, checkpoints and history."""
+        params = self.params
+        saved = tracker.restore_for_resume(self.model)
+        if saved is not None:
+            self.load_optimizer_state(saved)
+
+        val_tensors = (
+            tf.constant(val.user_idx, tf.int32),
+            tf.constant(val.anime_idx, tf.int32),
+            tf.constant(val.rating, tf.float32),
+        )
+        names = ["loss", *(name for name, _ in self.metric_fns)]
+        with contextlib.ExitStack() as stack:
+            source = stack.enter_context(_ArrayBatches(train, params.seed)) if isinstance(train, RatingArrays) else train
+            for epoch in range(tracker.start_epoch, params.epochs):
+                started = time.perf_counter()
+                lr = learning_rate(epoch, params)
+                self.train_sums.assign(tf.zeros_like(self.train_sums))
+                lr_t = tf.constant(lr, tf.float32)
+                for batch in source.epoch_batches(epoch, params.batch_size):
+                    self.step(batch, lr_t)
+                sums = self.train_sums.numpy()
+                train_means = sums[:-1] / sums[-1]
+                val_means = self._evaluate(*val_tensors)
+
+                row: dict[str, float] = {}
+                for name, value in zip(names, train_means):
+                    row[name] = float(value)
+                for name, value in zip(names, val_means):
+                    row["val_" + name] = float(value)
+                row["val_loss_incl_l2"] = row["val_loss"] + _l2_penalty(self.model, params.l2_reg_factor)
+                row["lr"] = lr
+
+                value = row[params.monitor]
+                if math.isnan(value):
+                    logger.warning("epoch %d: %s is NaN", epoch, params.monitor)
+                stop_now = tracker.early_stop_update(epoch, value, self.model)
+                row["seconds"] = time.perf_counter() - started
+                tracker.stopped_early = stop_now
+                finished = stop_now or epoch + 1 >= params.epochs
+                tracker.finish_epoch(epoch, row, self.model, self.optimizer_state, finished)
+                if stop_now:
+                    logger.info("early stopping after epoch %d: best %s at epoch %d", epoch, params.monitor,
+                                tracker.best_epoch)  # fmt: skip
+                    break
+        if tracker.best_weights is not None:
+            self.model.set_weights(tracker.best_weights)
+
+
+class _ArrayBatches:
+    """In-memory training rows as a :class:`BatchSource`: a stateless shuffle per epoch.
+
+    Stateless, so a resumed run sees the same order epoch by epoch. The next epoch's order is drawn
+    on a worker thread while this epoch trains (TF ops release the GIL), so it is off the critical
+    path; batches are picked from the caller's arrays by that order (no shuffled copy of the rows).
+    """
+
+    def __init__(self, rows: RatingArrays, seed: int) -> None:
+        self.rows, self.seed = rows, seed
+        self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+        self._orders: dict[int, concurrent.futures.Future] = {}
+
+    def __enter__(self) -> _ArrayBatches:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def _order(self, epoch: int) -> np.ndarray:
+        n = len(self.rows)
+        return tf.random.experimental.stateless_shuffle(tf.range(n), seed=[self.seed, epoch]).numpy()
+
+    def epoch_batches(self, epoch: int, batch_size: int) -> Iterator[RatingArrays]:
+        future = self._orders.pop(epoch, None) or self._pool.submit(self._order, epoch)
+        self._orders[epoch + 1] = self._pool.submit(self._order, epoch + 1)
+        order = future.result()
+        rows = self.rows
+        for start in range(0, len(order), batch_size):
+            batch = order[start : start + batch_size]
+            yield RatingArrays(rows.user_idx[batch], rows.anime_idx[batch], rows.rating[batch])
+
+
+class _LazyAdamTrainer(_CustomTrainer):
     """Trains the Keras model's own variables in place with lazy Adam.
 
     Per step, outside XLA: ``tf.unique`` of the batch's user and anime ids,
@@ -621,8 +701,7 @@ class _LazyAdamTrainer:
     """
 
     def __init__(self, model: keras.Model, params: ModelParams) -> None:
-        self.model = model
-        self.params = params
+        super().__init__(model, params)
         self.user_table = model.get_layer(USER_EMBEDDING).embeddings.value
         self.anime_table = model.get_layer(ANIME_EMBEDDING).embeddings.value
         self.dense = model.get_layer(DENSE)
@@ -640,10 +719,6 @@ class _LazyAdamTrainer:
         self.v_dense = [zeros(v) for v in self.dense_vars]
         self.iterations = tf.Variable(0, dtype=tf.int64, trainable=False)
 
-        self.loss_fn = _loss_like(params.model_loss)
-        self.metric_fns = [(name, _loss_like(name)) for name in params.model_metrics]
-        n_sums = 1 + len(self.metric_fns)
-        self.train_sums = tf.Variable(tf.zeros(n_sums + 1, tf.float64), trainable=False)  # + row count
         self.l2 = tf.constant(params.l2_reg_factor, tf.float32)
 
         jit = bool(params.jit_compile)
@@ -666,13 +741,6 @@ class _LazyAdamTrainer:
         out = self.dense(_cosine(user_vec, anime_vec))
         out = self.bn(out, training=training)
         return self.activation(out)
-
-    def _sums(self, y: tf.Tensor, pred: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        """Mean data loss and the per-batch sums of loss and metrics."""
-        y2 = tf.reshape(y, [-1, 1])
-        per_sample = self.loss_fn(y2, pred)
-        values = [tf.reduce_sum(per_sample)] + [tf.reduce_sum(fn(y2, pred)) for _, fn in self.metric_fns]
-        return tf.reduce_mean(per_sample), tf.stack(values)
 
     def _gradient_core_fn(self, user_rows, inv_user, anime_rows, inv_anime, y, lr):  # type: ignore[no-untyped-def]
         """XLA: forward, data-loss gradients per unique row, Adam on the dense weights."""
@@ -731,15 +799,11 @@ class _LazyAdamTrainer:
         a_vec = self.anime_table.sparse_read(anime[start:stop])
         return self._eval_core(u_vec, a_vec, ratings[start:stop])
 
-    # ---- epochs -----------------------------------------------------------
+    # ---- the loop's interface ----------------------------------------------
 
-    def _evaluate(self, users: tf.Tensor, anime: tf.Tensor, ratings: tf.Tensor) -> np.ndarray:
-        n = int(users.shape[0])
-        total = np.zeros(1 + len(self.metric_fns))
-        for start in range(0, n, self.params.batch_size):
-            stop = min(start + self.params.batch_size, n)
-            total += self._eval(users, anime, ratings, tf.constant(start), tf.constant(stop)).numpy()
-        return total / n
+    def step(self, batch: RatingArrays, lr: tf.Tensor) -> None:
+        """One lazy-Adam step on ``batch``."""
+        self._step(batch.user_idx, batch.anime_idx, batch.rating, lr)
 
     def optimizer_state(self) -> dict[str, Callable[[], np.ndarray]]:
         """Name -> reader of every optimizer variable (read lazily, see save_arrays)."""
@@ -757,67 +821,3 @@ class _LazyAdamTrainer:
         for i, (m, v) in enumerate(zip(self.m_dense, self.v_dense)):
             m.assign(state[f"m_dense_{i}"])
             v.assign(state[f"v_dense_{i}"])
-
-    def fit(self, train: RatingArrays, val: RatingArrays, tracker: _EpochTracker) -> None:
-        params = self.params
-        saved = tracker.restore_for_resume(self.model)
-        if saved is not None:
-            self.load_optimizer_state(saved)
-
-        val_tensors = (
-            tf.constant(val.user_idx, tf.int32),
-            tf.constant(val.anime_idx, tf.int32),
-            tf.constant(val.rating, tf.float32),
-        )
-        n = len(train)
-        names = ["loss", *(name for name, _ in self.metric_fns)]
-
-        def shuffled(epoch: int) -> np.ndarray:
-            # Stateless, so a resumed run sees the same order epoch by epoch.
-            return tf.random.experimental.stateless_shuffle(tf.range(n), seed=[params.seed, epoch]).numpy()
-
-        # The next epoch's order is drawn on a worker thread while this epoch
-        # trains (TF ops release the GIL), so it is off the critical path.
-        # Batches are then picked from the caller's arrays by that order: no
-        # shuffled copies of the whole training set are kept.
-        with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-            upcoming = pool.submit(shuffled, tracker.start_epoch) if tracker.start_epoch < params.epochs else None
-            for epoch in range(tracker.start_epoch, params.epochs):
-                started = time.perf_counter()
-                lr = learning_rate(epoch, params)
-                order = upcoming.result()  # type: ignore[union-attr]
-                upcoming = pool.submit(shuffled, epoch + 1) if epoch + 1 < params.epochs else None
-
-                self.train_sums.assign(tf.zeros_like(self.train_sums))
-                lr_t = tf.constant(lr, tf.float32)
-                for start in range(0, n, params.batch_size):
-                    batch = order[start : start + params.batch_size]
-                    self._step(train.user_idx[batch], train.anime_idx[batch], train.rating[batch], lr_t)
-                sums = self.train_sums.numpy()
-                train_means = sums[:-1] / sums[-1]
-                val_means = self._evaluate(*val_tensors)
-
-                row: dict[str, float] = {}
-                for name, value in zip(names, train_means):
-                    row[name] = float(value)
-                for name, value in zip(names, val_means):
-                    row["val_" + name] = float(value)
-                row["val_loss_incl_l2"] = row["val_loss"] + _l2_penalty(self.model, params.l2_reg_factor)
-                row["lr"] = lr
-
-                value = row[params.monitor]
-                if math.isnan(value):
-                    logger.warning("epoch %d: %s is NaN", epoch, params.monitor)
-                stop_now = tracker.early_stop_update(epoch, value, self.model)
-                row["seconds"] = time.perf_counter() - started
-                tracker.stopped_early = stop_now
-                finished = stop_now or epoch + 1 >= params.epochs
-                tracker.finish_epoch(epoch, row, self.model, self.optimizer_state, finished)
-                if stop_now:
-                    logger.info("early stopping after epoch %d: best %s at epoch %d", epoch, params.monitor,
-                                tracker.best_epoch)  # fmt: skip
-                    break
-            if upcoming is not None:
-                upcoming.cancel()
-        if tracker.best_weights is not None:
-            self.model.set_weights(tracker.best_weights)

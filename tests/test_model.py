@@ -14,6 +14,7 @@ from anime_recs.errors import UserInputError
 from anime_recs.model import (
     ModelParams,
     build_model,
+    is_chief,
     learning_rate,
     scaled_batch_and_lr,
     select_strategy,
@@ -115,6 +116,24 @@ def test_select_strategy_default() -> None:
     with strategy.scope():
         model = build_model(5, 5, ModelParams(embedding_size=2))
     assert isinstance(model, keras.Model)
+
+
+@pytest.mark.parametrize(
+    ("task_type", "task_id", "cluster", "chief"),
+    [
+        ("worker", 0, {"worker": ["a:1", "b:1"]}, True),  # no chief task: worker 0 publishes
+        ("worker", 1, {"worker": ["a:1", "b:1"]}, False),
+        ("worker", 0, {"chief": ["c:1"], "worker": ["a:1"]}, False),
+        ("chief", 0, {"chief": ["c:1"], "worker": ["a:1"]}, True),
+        (None, None, {}, True),  # MultiWorkerMirroredStrategy without TF_CONFIG: one local worker
+    ],
+)
+def test_is_chief_follows_tf_config(task_type: str | None, task_id: int | None, cluster: dict, chief: bool) -> None:
+    resolver = tf.distribute.cluster_resolver.SimpleClusterResolver(
+        tf.train.ClusterSpec(cluster), task_type=task_type, task_id=task_id)
+    strategy = type("FakeStrategy", (), {"cluster_resolver": resolver})()
+    assert is_chief(strategy) is chief
+    assert is_chief(None) and is_chief(select_strategy(tpu_init=False))
 
 
 @pytest.mark.parametrize("address", ["", "local"])

@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 from anime_recs.artifacts import ArtifactStore
+from anime_recs.errors import ArtifactError
 from tests.conftest import REPO, step_module
 
 CONFIG = str(REPO / "config" / "config.yaml")
@@ -68,3 +69,38 @@ def test_result_tables_are_shown_in_mlflow(ran: tuple[ArtifactStore, dict[str, s
     assert len(similar) == len(pd.read_csv(store.get("similar_anime.csv:latest").file()))
     files = [f.path for f in mlflow.tracking.MlflowClient().list_artifacts(run_ids["download"], "user_stats.parquet")]
     assert files == ["user_stats.parquet/manifest.json"]  # a manifest, not a second copy of the data
+
+
+NETWORK = "family=original epochs=2 embedding_size=8 batch_size=256 stream_above_rows=0 test_size=0.1"
+
+
+def _network_outputs(prefix: str) -> str:
+    names = {"model_artifact": "nn.keras", "weights_artifact": "nn.weights.h5", "history_csv": "nn_history.csv",
+             "loss_plot": "nn_loss.png", "embeddings_artifact": "nn_embeddings"}
+    return " ".join(f"{key}={prefix}_{value}" for key, value in names.items())
+
+
+def test_the_network_streams_a_table_above_stream_above_rows(ran: tuple[ArtifactStore, dict[str, str]]) -> None:
+    store, _ = ran
+    step_module("neural_network").main(["--model_config", CONFIG, "--overrides", f"{NETWORK} {_network_outputs('streamed')}"])
+    model = store.get("streamed_nn.keras:latest")
+    stats = pd.read_parquet(store.get("preprocessed_stats.parquet:latest").file())
+    test_rows = pd.read_parquet(model.file("test_split.parquet"))
+    assert 0.05 < len(test_rows) / len(stats) < 0.15 and list(test_rows.columns) == list(stats.columns)
+    assert model.metadata["fit"]["epochs_run"] == 2
+    assert store.get("streamed_nn_embeddings:latest").version == 0
+
+
+@pytest.mark.parametrize("stream", ["0", "null"])
+def test_only_the_chief_worker_publishes(ran: tuple[ArtifactStore, dict[str, str]], monkeypatch: pytest.MonkeyPatch,
+                                         stream: str) -> None:
+    import anime_recs.model
+
+    monkeypatch.setattr(anime_recs.model, "is_chief", lambda strategy: False)  # as worker 1 of a cluster sees it
+    overrides = f"{NETWORK} stream_above_rows={stream} {_network_outputs('worker1')}"
+    step_module("neural_network").main(["--model_config", CONFIG, "--overrides", overrides])
+    store, _ = ran
+    with pytest.raises(ArtifactError):
+        store.get("worker1_nn_embeddings:latest")
+    with pytest.raises(ArtifactError):
+        store.get("worker1_nn.keras:latest")

@@ -39,6 +39,7 @@ __all__ = ["DEFAULT_FAMILY", "FAMILIES", "Interactions", "RecommenderModel", "bu
 
 #: Keys of the ``model`` group shared by every family (config/config.yaml), not options of one family.
 PIPELINE_KEYS = frozenset({"family", "test_size", "holdout_fraction", "resume", "TPU_init", "TPU_address", "multi_worker",
+                           "stream_above_rows",
                            "model_artifact", "weights_artifact", "history_csv", "loss_plot", "embeddings_artifact",
                            "val_fraction", "seed",
                            # the nn_arts group travels with the model group to the neural_network step

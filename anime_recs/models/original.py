@@ -102,10 +102,14 @@ class OriginalNetwork(RecommenderModel):
         self.fit_arrays(arrays.take(order[n_val:]), arrays.take(order[:n_val]), verbose=False)
         self._mean = float(arrays.rating.mean())  # unknown pairs get the mean of every rating fitted on
 
-    def fit_arrays(self, train: RatingArrays, val: RatingArrays, strategy: Any = None, checkpoint_dir: Any = None,
+    def fit_arrays(self, train: Any, val: RatingArrays, strategy: Any = None, checkpoint_dir: Any = None,
                    resume: bool = False, on_epoch_end: Callable[[int, dict], None] | None = None,
                    verbose: bool = True) -> None:
-        """Train on encoded, scaled rows (the neural_network step's own split and callbacks)."""
+        """Train on encoded, scaled rows (the neural_network step's own split and callbacks).
+
+        ``train`` is a :class:`~anime_recs.encoding.RatingArrays` or, streamed from the parquet,
+        a :class:`~anime_recs.streaming.StreamedRows`.
+        """
         from ..embeddings import extract_embeddings
         from ..training import train_model
 
@@ -116,7 +120,7 @@ class OriginalNetwork(RecommenderModel):
         self.best_epoch, self.stopped_early = int(result.best_epoch), bool(result.stopped_early)
         self._U, self._V = extract_embeddings(result.model)
         self.head = PredictionHead.from_model(result.model)
-        self._mean = float(train.rating.mean())
+        self._mean = float(train.rating.mean()) if isinstance(train, RatingArrays) else float(train.mean_rating)
         self.fit_info = {"epochs_run": len(result.history), "best_epoch": self.best_epoch, "stopped_early": self.stopped_early}
 
     def _to_raw(self, scaled: np.ndarray) -> np.ndarray:

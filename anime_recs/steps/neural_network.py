@@ -22,13 +22,16 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 
 from ..config import validate_config
+from ..encoding import RatingArrays
 from ..errors import UserInputError
 from ..io import print_table, write_csv, write_json, write_parquet
 from ..models import Interactions, RecommenderModel, build_model
 from ..models.original import OriginalNetwork
 from ..preprocess import Scaling
+from ..streaming import ParquetRatings, StreamedRows
 from ..tracking import StepContext
 
 logger = logging.getLogger(__name__)
@@ -78,41 +81,97 @@ def _checkpoint_dir(ctx: StepContext, input_ref: str, params: dict[str, Any], re
 
 
 def run_neural_network(ctx: StepContext, input_data: str, input_type: str, model_cfg: dict[str, Any], seed: int) -> dict[str, str]:
-    """Fit the configured model family on the preprocessed artifact and publish it (see the module docstring)."""
+    """Fit the configured model family on the preprocessed artifact and publish it (see the module docstring).
+
+    Under ``model.multi_worker=true`` every worker trains, but only the chief (worker 0) logs metrics
+    and publishes; the others return ``{}``.
+    """
     validate_config({"model": model_cfg})  # e.g. model.test_size=1.5 when the step runs on its own
     artifact = ctx.use_artifact(input_data, input_type)
     if "scaling" not in artifact.metadata:
         raise UserInputError(f"{artifact.ref} has no rating scaling in its metadata; re-run the preprocess step")
     model = build_model(model_cfg)  # an unknown family or option stops here, before any work
     scaling = Scaling(**artifact.metadata["scaling"])
+    n_rows = pq.ParquetFile(artifact.file()).metadata.num_rows
+    stream_above = model_cfg.get("stream_above_rows")
+    if isinstance(model, OriginalNetwork) and stream_above is not None and n_rows > int(stream_above):
+        return _run_streamed(ctx, model, artifact.file(), n_rows, scaling, artifact.ref, model_cfg, seed)
     frame = pd.read_parquet(artifact.file())
     raw = frame[["user_id", "anime_id"]].assign(rating=scaling.to_raw(frame["rating"].to_numpy()))
     data = Interactions.from_frame(raw, (scaling.rating_min, scaling.rating_max))
     train_pos, val_pos, test_pos = split_positions(len(data), float(model_cfg.get("test_size", 10_000)),
                                                    float(model_cfg.get("holdout_fraction", 0.1)), seed)
-    print(f"model family {model.family}: {len(data.users):,} users x {len(data.items):,} anime; "
-          f"fitting on {len(train_pos) + len(val_pos):,} rows, testing on {len(test_pos):,}", flush=True)
-    ctx.log_params({"model.family": model.family, **{f"model.{k}": v for k, v in _flat(model.params).items()}})
+    _announce(ctx, model, len(data.users), len(data.items), len(train_pos) + len(val_pos), len(test_pos))
+    chief = True
     if isinstance(model, OriginalNetwork):
-        _fit_network(ctx, model, data, train_pos, val_pos, artifact.ref, model_cfg, seed)
+        model.users, model.items, model.rating_scale = data.users, data.items, data.rating_scale
+        arrays = model.scaled(data)
+        chief = _fit_network(ctx, model, arrays.take(train_pos), arrays.take(val_pos), artifact.ref, model_cfg, seed)
     else:
         started = time.perf_counter()
         model.fit(data.take(np.concatenate([train_pos, val_pos])))
         print(f"fitted in {time.perf_counter() - started:.1f} s: {model.describe()}", flush=True)
-
+    if not chief:
+        return _not_chief()
     test = data.take(test_pos)
-    predicted = model.predict(test.user_rows, test.item_rows)
-    metrics = prediction_metrics(scaling.to_scaled(predicted), scaling.to_scaled(test.ratings), scaling, "test")
     fitted_mean = float(np.delete(data.ratings, test_pos).mean())
-    metrics.update(prediction_metrics(np.full(len(test), scaling.to_scaled(fitted_mean)), scaling.to_scaled(test.ratings),
-                                      scaling, "global_mean"))
+    metrics = _test_metrics(ctx, model, test.user_rows, test.item_rows, test.ratings, fitted_mean, scaling)
+    return _publish(ctx, model_cfg, model, metrics, scaling, frame.iloc[test_pos])
+
+
+def _run_streamed(ctx: StepContext, model: OriginalNetwork, path: Path, n_rows: int, scaling: Scaling, input_ref: str,
+                  model_cfg: dict[str, Any], seed: int) -> dict[str, str]:
+    """The network trained from the parquet in batches (tables above ``model.stream_above_rows`` rows).
+
+    The id encoders come from one pass over the id columns, the split from a hash of each row's
+    position (:mod:`anime_recs.streaming`), so no step holds the whole table.
+    """
+    test_size = float(model_cfg.get("test_size", 10_000))
+    reader = ParquetRatings(path, test_size / n_rows if test_size >= 1 else test_size,
+                            float(model_cfg.get("holdout_fraction", 0.1)), seed)
+    users, anime = reader.encoders()
+    holdout = reader.holdout(users, anime)
+    _announce(ctx, model, len(users), len(anime), holdout.train_rows + len(holdout.val), len(holdout.test))
+    print(f"streaming {n_rows:,} rows from {path.name} (more than model.stream_above_rows)", flush=True)
+    model.users, model.items, model.rating_scale = users, anime, (scaling.rating_min, scaling.rating_max)
+    train = StreamedRows(reader, users, anime, holdout.train_rows, holdout.train_rating_sum / holdout.train_rows)
+    if not _fit_network(ctx, model, train, holdout.val, input_ref, model_cfg, seed):
+        return _not_chief()
+    test = holdout.test
+    fit_sum = holdout.train_rating_sum + float(holdout.val.rating.sum(dtype=np.float64))
+    fitted_mean = float(scaling.to_raw(np.float64(fit_sum / (holdout.train_rows + len(holdout.val)))))
+    metrics = _test_metrics(ctx, model, users.transform(test["user_id"].to_numpy()),
+                            anime.transform(test["anime_id"].to_numpy()), scaling.to_raw(test["rating"].to_numpy()),
+                            fitted_mean, scaling)
+    return _publish(ctx, model_cfg, model, metrics, scaling, test)
+
+
+def _announce(ctx: StepContext, model: RecommenderModel, n_users: int, n_items: int, n_fit: int, n_test: int) -> None:
+    print(f"model family {model.family}: {n_users:,} users x {n_items:,} anime; "
+          f"fitting on {n_fit:,} rows, testing on {n_test:,}", flush=True)
+    ctx.log_params({"model.family": model.family, **{f"model.{k}": v for k, v in _flat(model.params).items()}})
+
+
+def _not_chief() -> dict[str, str]:
+    print("not the chief worker: worker 0 logs the metrics and publishes the model; nothing published here", flush=True)
+    return {}
+
+
+def _test_metrics(ctx: StepContext, model: RecommenderModel, user_rows: np.ndarray, item_rows: np.ndarray,
+                  ratings: np.ndarray, fitted_mean: float, scaling: Scaling) -> dict[str, float]:
+    """Held-out numbers of the model and of the global mean (raw ``ratings``), logged and printed."""
+    predicted = model.predict(user_rows, item_rows)
+    actual = scaling.to_scaled(ratings)
+    metrics = prediction_metrics(scaling.to_scaled(predicted), actual, scaling, "test")
+    metrics.update(prediction_metrics(np.full(len(actual), scaling.to_scaled(fitted_mean)), actual, scaling,
+                                      "global_mean"))
     if isinstance(model, OriginalNetwork):
         metrics["best_epoch"] = model.best_epoch
     ctx.log_metrics(metrics)
     print_table(pd.DataFrame([{"predictor": f"model ({model.family})", **{k[5:]: v for k, v in metrics.items() if k.startswith("test_")}},
                               {"predictor": "global mean", **{k[12:]: v for k, v in metrics.items() if k.startswith("global_mean_")}}]),
                 "held-out test set (mse/bce on scaled ratings, rmse/mae on the rating scale)")
-    return _publish(ctx, model_cfg, model, metrics, scaling, frame.iloc[test_pos])
+    return metrics
 
 
 def _flat(params: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -126,23 +185,32 @@ def _flat(params: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def _fit_network(ctx: StepContext, model: OriginalNetwork, data: Interactions, train_pos: np.ndarray, val_pos: np.ndarray,
-                 input_ref: str, model_cfg: dict[str, Any], seed: int) -> None:
-    """Train the original network with the step's validation split, checkpoints and per-epoch metrics."""
-    from ..model import select_strategy
+def _fit_network(ctx: StepContext, model: OriginalNetwork, train: RatingArrays | StreamedRows, val: RatingArrays,
+                 input_ref: str, model_cfg: dict[str, Any], seed: int) -> bool:
+    """Train the original network with the step's validation split, checkpoints and per-epoch metrics.
+
+    Returns:
+        Whether this process is the chief, the one that logs and publishes (see
+        :func:`anime_recs.model.is_chief`).
+    """
+    from ..model import is_chief, select_strategy
 
     model.params["seed"] = seed
-    model.users, model.items, model.rating_scale = data.users, data.items, data.rating_scale
-    arrays = model.scaled(data)
     params = model.model_params()
-    print(f"training on {len(train_pos):,} rows, validating on {len(val_pos):,}; path={params.training_path}", flush=True)
+    print(f"training on {len(train):,} rows, validating on {len(val):,}; path={params.training_path}", flush=True)
     strategy = select_strategy(bool(model_cfg.get("TPU_init", False)), str(model_cfg.get("TPU_address", "") or ""),
                                bool(model_cfg.get("multi_worker", False)))
+    chief = is_chief(strategy)
     resume = bool(model_cfg.get("resume", False))
-    model.fit_arrays(arrays.take(train_pos), arrays.take(val_pos), strategy=strategy,
+
+    def log_epoch(epoch: int, row: dict) -> None:
+        if chief:
+            ctx.log_metrics({k: v for k, v in row.items() if isinstance(v, (int, float)) and k != "epoch"}, step=epoch)
+
+    model.fit_arrays(train, val, strategy=strategy,
                      checkpoint_dir=_checkpoint_dir(ctx, input_ref, asdict(params), resume), resume=resume,
-                     on_epoch_end=lambda epoch, row: ctx.log_metrics(
-                         {k: v for k, v in row.items() if isinstance(v, (int, float)) and k != "epoch"}, step=epoch))
+                     on_epoch_end=log_epoch)
+    return chief
 
 
 def _publish(ctx: StepContext, model_cfg: dict[str, Any], model: RecommenderModel, metrics: dict[str, float],
