@@ -15,7 +15,7 @@ from anime_recs.artifacts import ArtifactStore
 from anime_recs.environments import building_environment, check_env_manager, python_version
 from anime_recs.errors import UserInputError
 from tests.conftest import REPO, child_env
-from tests.test_pipeline import runs_table
+from tests.test_pipeline import git_daemon_tag, runs_table
 
 #: Where the slow test keeps its step environments, so CI reruns reuse them (override with the variable).
 TEST_ENV_ROOT = Path(os.environ.get("ANIME_RECS_TEST_ENV_ROOT", Path.home() / ".cache" / "anime_recs" / "mlflow-envs"))
@@ -84,23 +84,22 @@ def test_failed_build_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     from mlflow.utils.process import ShellCommandException
 
     monkeypatch.setenv("MLFLOW_ENV_ROOT", str(tmp_path))
-    with pytest.raises(UserInputError) as raised:
-        with building_environment("download", "uv"):
-            raise ShellCommandException("Non-zero exit code: 2\nCommand: ['uv', 'pip', 'install']\n\nSTDERR:\nno network")
+    with pytest.raises(UserInputError) as raised, building_environment("download", "uv"):
+        raise ShellCommandException("Non-zero exit code: 2\nCommand: ['uv', 'pip', 'install']\n\nSTDERR:\nno network")
     message = str(raised.value)
     assert "\n" not in message and "step download: building its uv environment" in message and "Non-zero exit code: 2" in message
     assert "check network access to PyPI and download/conda.yml" in message
 
 
-def _run_uv_pipeline(work: Path) -> tuple[subprocess.CompletedProcess, float]:
+def _run_uv_pipeline(work: Path, *overrides: str) -> tuple[subprocess.CompletedProcess, float]:
     env = child_env(MLFLOW_ENV_ROOT=str(TEST_ENV_ROOT), ANIME_RECS_WANDB_MODE="offline", WANDB_DIR=str(work))
     for key in ("ANIME_RECS_ARTIFACTS", "MLFLOW_TRACKING_URI", "MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID", "WANDB_API_KEY"):
         env.pop(key, None)
     work.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     result = subprocess.run([sys.executable, str(REPO / "main.py"), "main.execute_steps=download,preprocess", "main.env_manager=uv",
-                             "data.sample_users=300", "data.sample_anime=150", "data.num_reviews=10"],
-                            cwd=work, env=env, capture_output=True, text=True, timeout=1200)
+                             "data.sample_users=300", "data.sample_anime=150", "data.num_reviews=10", *overrides],
+                            cwd=work, env=env, capture_output=True, text=True, timeout=1200, check=False)
     return result, time.perf_counter() - started
 
 
@@ -117,6 +116,7 @@ def test_download_preprocess_run_in_their_own_cached_uv_environments(tmp_path: P
         # Really another interpreter: a virtualenv under the env root, not this test's environment.
         assert prefix.parent == TEST_ENV_ROOT and prefix.name.startswith("mlflow-") and prefix != Path(sys.prefix)
         assert Path(tags["anime_recs.python"]).parent == prefix / "bin"
+        assert tags["anime_recs.library"] == str(REPO / "anime_recs")  # from the checkout, through PYTHONPATH
         site = next(prefix.glob("lib/python3*/site-packages"))
         assert (site / "pandas").is_dir() and not (site / "tensorflow").exists() and not (site / "anime_recs").exists()
         prefixes[step] = prefix
@@ -133,3 +133,16 @@ def test_download_preprocess_run_in_their_own_cached_uv_environments(tmp_path: P
     assert {s: Path(second_runs[s]["anime_recs.environment"]) for s in prefixes} == prefixes
     assert {step: prefix.stat().st_ino for step, prefix in prefixes.items()} == built
     print(f"uv pipeline download,preprocess: first run {first_seconds:.1f} s, second run {second_seconds:.1f} s")
+
+
+@pytest.mark.slow  # reuses the download environment of the test above
+def test_steps_from_a_git_tag_run_that_tags_library_in_the_cached_environment(tmp_path: Path) -> None:
+    with git_daemon_tag(tmp_path) as url:
+        result, _ = _run_uv_pipeline(tmp_path / "work", "main.execute_steps=download", f"main.steps_repository={url}",
+                                     "main.steps_version=v-test")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
+    tags = runs_table(tmp_path / "work" / "mlflow.db")["download"]
+    assert Path(tags["anime_recs.environment"]).parent == TEST_ENV_ROOT
+    library = Path(tags["anime_recs.library"])
+    # The tag's own anime_recs (MLflow's checkout of it), not this working copy's: the environment does not pin the code.
+    assert library.name == "anime_recs" and not library.is_relative_to(REPO)
