@@ -82,6 +82,9 @@ def _check_uv_python(uv: str, version: str) -> None:
 def check_env_manager(env_manager: str, env_files: Iterable[Path]) -> None:
     """Check, before any step starts, that ``env_manager`` can build the steps' environments here.
 
+    For ``uv`` it also readies this process for MLflow's builds: ``uv`` on ``PATH`` and
+    bytecode compiled at install time.
+
     Args:
         env_manager: ``main.env_manager``.
         env_files: the ``conda.yml`` of the steps to run (those that exist locally are read
