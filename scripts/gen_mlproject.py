@@ -21,6 +21,8 @@ import re
 import sys
 from pathlib import Path
 
+from anime_recs.tracking import SYSTEM_METRICS_STEPS
+
 REPO = Path(__file__).resolve().parents[1]
 #: Python of every step environment (conda.yml ``python=``); uv must find an installed one (see README).
 PYTHON = "3.11"
@@ -128,7 +130,9 @@ def expected_files() -> dict[Path, str]:
         script = REPO / step / f"{step}.py"
         if script.is_file():
             files[REPO / step / "MLproject"] = render(step)
-            files[REPO / step / "conda.yml"] = render_env(f"anime_recs_{step}", script, pins)
+            # MLflow's system metrics import psutil themselves, inside mlflow.start_run.
+            extra = ("psutil",) if step in SYSTEM_METRICS_STEPS else ()
+            files[REPO / step / "conda.yml"] = render_env(f"anime_recs_{step}", script, pins, extra)
     # main.py builds the step environments with uv when main.env_manager=uv.
     files[REPO / "conda.yml"] = render_env("anime_recommendations", REPO / "main.py", pins, extra=("uv",))
     return files
