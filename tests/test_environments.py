@@ -31,6 +31,8 @@ def test_data_steps_envs_hold_what_they_import_and_no_tensorflow() -> None:
     assert pip_requirements("download") == ["mlflow", "numpy", "pandas", "protobuf", "pyarrow", "tqdm", "wandb"]
     assert pip_requirements("preprocess") == ["mlflow", "numpy", "pandas", "protobuf", "pyarrow", "wandb"]
     assert "tensorflow-cpu" in pip_requirements("neural_network") and "keras" in pip_requirements("neural_network")
+    # Regression: under uv, neural_network failed in mlflow.start_run: MLflow's system metrics need psutil, no import of ours does.
+    assert "psutil" in pip_requirements("neural_network") and "psutil" in pip_requirements("evaluate")
     # The package comes from the checkout (PYTHONPATH), never installed: a cached env must not pin an old copy of it.
     for step in ("download", "neural_network"):
         assert not any(".." in r or r.startswith("-e") for r in pip_requirements(step))
