@@ -26,11 +26,11 @@ from .download import MAL_API, source_kind
 from .mal import source as mal_source
 from .errors import UserInputError
 from .backends import BACKEND_ENV, check_tracking_server, require_wandb_online, resolve_backend_name
+from .environments import building_environment, check_env_manager
 from .tracking import PARENT_RUN_ENV, VERBOSE_ENV, WANDB_MODE_ENV, ensure_tracking_store, quiet_third_parties, resolve_wandb_mode
 
 logger = logging.getLogger(__name__)
 
-ENV_MANAGERS = ("local", "conda", "virtualenv", "uv")
 Config = Mapping[str, Any]
 
 
@@ -314,8 +314,7 @@ def run_pipeline(cfg: Config, project_dir: Path, base: Path, overrides: list[str
     steps = parse_steps(cfg["main"]["execute_steps"])
     validate_config(cfg)
     env_manager = str(cfg["main"]["env_manager"])
-    if env_manager not in ENV_MANAGERS:
-        raise UserInputError(f"unknown main.env_manager {env_manager!r}; choose from: {', '.join(ENV_MANAGERS)}")
+    check_env_manager(env_manager, [project_dir / step / "conda.yml" for step in steps])
     configure_environment(cfg, base)
     with tempfile.TemporaryDirectory(prefix="anime_recs_pipeline_") as workdir:
         # Build every step's parameters first: config errors surface before anything runs.
@@ -403,16 +402,17 @@ def _run_steps(cfg: Config, steps: list[str], params: dict[str, dict[str, Any]],
             step_params = pin_inputs(params[step], produced)
             pinned = {ref.rpartition(":")[0]: ref for key, ref in step_params.items() if ref != params[step][key]}
             print(f"\n=== step {step} ===" + (f" (inputs from this run: {', '.join(pinned.values())})" if pinned else ""), flush=True)
-            submitted = mlflow.run(
-                uri,
-                entry_point="main",
-                version=version,
-                parameters=step_params,
-                env_manager=env_manager,
-                experiment_id=parent.info.experiment_id,
-                run_name=step,
-                synchronous=False,
-            )
+            with building_environment(step, env_manager):
+                submitted = mlflow.run(
+                    uri,
+                    entry_point="main",
+                    version=version,
+                    parameters=step_params,
+                    env_manager=env_manager,
+                    experiment_id=parent.info.experiment_id,
+                    run_name=step,
+                    synchronous=False,
+                )
             # Tag at once so the UI nests the step while it runs, whatever the step code does.
             client.set_tag(submitted.run_id, "mlflow.parentRunId", parent.info.run_id)
             child_runs.append(submitted.run_id)

@@ -272,7 +272,10 @@ def run_step(step: str, params: dict[str, Any], body: Callable[[StepContext], An
             parent = os.environ.get(PARENT_RUN_ENV)
             if parent and parent != run.info.run_id:
                 mlflow.set_tag("mlflow.parentRunId", parent)
-            mlflow.set_tags({"anime_recs.step": step, "anime_recs.artifact_backend": backend_name})
+            # Which environment ran the step (under main.env_manager=uv: the step's own cached one).
+            mlflow.set_tags({"anime_recs.step": step, "anime_recs.artifact_backend": backend_name,
+                             "anime_recs.python": sys.executable, "anime_recs.environment": sys.prefix,
+                             "anime_recs.library": str(Path(__file__).resolve().parent)})
             wandb_run = _start_wandb(step, params, mode, store)
             try:
                 ctx = StepContext(step, store, mlflow, wandb_run, mode, open_backend(backend_name, cache, wandb_run, mode))

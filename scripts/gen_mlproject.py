@@ -1,17 +1,33 @@
-"""Write each step's MLproject from its script's argparse options, so the two never drift.
+"""Write each step's MLproject and conda.yml from its script, so neither drifts from the code.
 
-    python scripts/gen_mlproject.py            # rewrite every step's MLproject
-    python scripts/gen_mlproject.py --check    # exit 1 if any MLproject is stale (tests run this)
+    python scripts/gen_mlproject.py            # rewrite every step's MLproject and conda.yml (and the root conda.yml)
+    python scripts/gen_mlproject.py --check    # exit 1 if any of them is stale (tests run this)
+
+The MLproject parameters come from the script's argparse options. The conda.yml lists
+the distributions whose modules the script can import (found by ``modulefinder``
+through the ``anime_recs`` modules it reaches, lazy imports included), pinned as in
+requirements.txt. The package itself is not installed there: the MLproject command
+puts the checkout on ``PYTHONPATH``, so one cached environment (``--env-manager uv``)
+serves every version of the code and ``mlflow run <git uri> -v <tag>`` runs that tag's code.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import importlib.util
+import modulefinder
+import re
 import sys
 from pathlib import Path
 
+from anime_recs.tracking import SYSTEM_METRICS_STEPS
+
 REPO = Path(__file__).resolve().parents[1]
+#: Python of every step environment (conda.yml ``python=``); uv must find an installed one (see README).
+PYTHON = "3.11"
+#: Pinned with every environment: mlflow, wandb and tensorflow all build on it, and requirements.txt pins it so they agree.
+ALWAYS = ("protobuf",)
 STEPS = ("download", "preprocess", "neural_network", "evaluate", "similar_anime", "similar_users", "user_prefs", "user_recs", "model_recs")
 
 
@@ -57,30 +73,83 @@ def render(step: str) -> str:
     parser = _parser_of(step)
     actions = [a for a in parser._actions if a.dest != "help"]
     lines = [f"# Generated from {step}/{step}.py by scripts/gen_mlproject.py; edit the script, then re-run it.",
-             f"name: {step}", "conda_env: conda.yml", "", "entry_points:", "  main:", "    parameters:"]
+             f"name: {step}", "conda_env: conda.yml",
+             "# The command puts this checkout's anime_recs on PYTHONPATH: the step environment holds only third-party packages.", "", "entry_points:", "  main:", "    parameters:"]
     for action in actions:
         lines.append(f"      {action.dest}: {{type: {_type_name(action)}, default: {_default(action.default)}}}")
     command = " ".join(f"--{a.dest} {{{a.dest}}}" for a in actions)
-    lines.append(f'    command: "python {step}.py {command}"')
+    lines.append(f'    command: "PYTHONPATH=..:$PYTHONPATH python {step}.py {command}"')
     return "\n".join(lines) + "\n"
 
 
+def _normalise(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _pins() -> dict[str, str]:
+    """requirements.txt as normalised distribution name -> its whole line (markers kept)."""
+    pins = {}
+    for line in (REPO / "requirements.txt").read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            pins[_normalise(re.split(r"[=<>!~;\[ ]", line, maxsplit=1)[0])] = line
+    return pins
+
+
+def imported_distributions(script: Path, pins: dict[str, str]) -> list[str]:
+    """The pinned distributions whose modules ``script`` can import, directly or through ``anime_recs``.
+
+    Only our own modules are crawled: for installed packages and the standard library the
+    top-level name is all that matters (an unpinned one, e.g. scipy, comes with a pinned one).
+    """
+    top_levels = importlib.metadata.packages_distributions()
+    ours = {"anime_recs"}
+    excludes = [m for m in [*top_levels, *sys.stdlib_module_names] if m not in ours]
+    finder = modulefinder.ModuleFinder(path=[str(REPO), *sys.path], excludes=excludes)
+    finder.run_script(str(script))
+    reached = {name.split(".")[0] for name in [*finder.modules, *finder.badmodules]}
+    return sorted({_normalise(d) for module in reached for d in top_levels.get(module, []) if _normalise(d) in pins})
+
+
+def render_env(name: str, script: Path, pins: dict[str, str], extra: tuple[str, ...] = ()) -> str:
+    """The conda.yml text of the environment that runs ``script``."""
+    needed = sorted(set(imported_distributions(script, pins)) | set(ALWAYS) | set(extra))
+    lines = [f"# Generated from the imports of {script.relative_to(REPO)} and the pins in requirements.txt by",
+             "# scripts/gen_mlproject.py; edit those, then re-run it. Used by --env-manager uv / virtualenv / conda;",
+             "# anime_recs itself comes from the checkout (PYTHONPATH in the MLproject command).",
+             f"name: {name}", "channels:", "  - conda-forge", "dependencies:", f"  - python={PYTHON}", "  - pip", "  - pip:"]
+    lines += [f"      - {pins[dist]}" for dist in needed]
+    return "\n".join(lines) + "\n"
+
+
+def expected_files() -> dict[Path, str]:
+    """Every generated file and its text: each step's MLproject and conda.yml, and the root conda.yml."""
+    pins = _pins()
+    files = {}
+    for step in STEPS:
+        script = REPO / step / f"{step}.py"
+        if script.is_file():
+            files[REPO / step / "MLproject"] = render(step)
+            # MLflow's system metrics import psutil themselves, inside mlflow.start_run.
+            extra = ("psutil",) if step in SYSTEM_METRICS_STEPS else ()
+            files[REPO / step / "conda.yml"] = render_env(f"anime_recs_{step}", script, pins, extra)
+    # main.py builds the step environments with uv when main.env_manager=uv.
+    files[REPO / "conda.yml"] = render_env("anime_recommendations", REPO / "main.py", pins, extra=("uv",))
+    return files
+
+
 def main() -> None:
-    """Write or check every MLproject."""
+    """Write or check every generated file."""
     check = "--check" in sys.argv
     stale = []
-    for step in STEPS:
-        if not (REPO / step / f"{step}.py").is_file():
-            continue
-        text = render(step)
-        path = REPO / step / "MLproject"
+    for path, text in expected_files().items():
         if check:
             if not path.is_file() or path.read_text() != text:
-                stale.append(step)
+                stale.append(str(path.relative_to(REPO)))
         else:
             path.write_text(text)
     if stale:
-        sys.exit(f"stale MLproject in: {', '.join(stale)}; run python scripts/gen_mlproject.py")
+        sys.exit(f"stale generated file(s): {', '.join(stale)}; run python scripts/gen_mlproject.py")
 
 
 if __name__ == "__main__":

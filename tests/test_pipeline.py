@@ -9,6 +9,8 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -178,8 +180,9 @@ def test_kill_9_during_download_then_rerun(tmp_path: Path, step_env: dict[str, s
     assert store.get("user_stats.parquet:latest").metadata["n_users"] == 80
 
 
-@pytest.mark.slow
-def test_mlflow_run_from_git_daemon_tag(tmp_path: Path) -> None:
+@contextmanager
+def git_daemon_tag(tmp_path: Path) -> Iterator[str]:
+    """This repository's HEAD served by ``git daemon`` on loopback with tag ``v-test``; yields its ``git://`` URL."""
     if shutil.which("git") is None or subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True).returncode:
         pytest.skip("needs git and a committed repository")
     served = tmp_path / "served"
@@ -197,15 +200,20 @@ def test_mlflow_run_from_git_daemon_tag(tmp_path: Path) -> None:
                 if probe.connect_ex(("127.0.0.1", port)) == 0:
                     break
             time.sleep(0.1)
-        work = tmp_path / "work"
-        work.mkdir()
-        result = mlflow_run(f"git://127.0.0.1:{port}/anime.git", work, "-v", "v-test",
-                            "-P", f"hydra_options=main.execute_steps='download' {SMALL}")
-        assert result.returncode == 0, result.stderr[-3000:]
-        assert "user_stats.parquet" in ArtifactStore(work / "artifacts").names()
+        yield f"git://127.0.0.1:{port}/anime.git"
     finally:
         daemon.send_signal(signal.SIGTERM)
         daemon.wait(10)
+
+
+@pytest.mark.slow
+def test_mlflow_run_from_git_daemon_tag(tmp_path: Path) -> None:
+    with git_daemon_tag(tmp_path) as url:
+        work = tmp_path / "work"
+        work.mkdir()
+        result = mlflow_run(url, work, "-v", "v-test", "-P", f"hydra_options=main.execute_steps='download' {SMALL}")
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert "user_stats.parquet" in ArtifactStore(work / "artifacts").names()
 
 
 def test_split_overrides_keeps_quoted_values_whole() -> None:
