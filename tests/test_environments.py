@@ -36,7 +36,7 @@ def test_data_steps_envs_hold_what_they_import_and_no_tensorflow() -> None:
     # The package comes from the checkout (PYTHONPATH), never installed: a cached env must not pin an old copy of it.
     for step in ("download", "neural_network"):
         assert not any(".." in r or r.startswith("-e") for r in pip_requirements(step))
-        assert 'command: "PYTHONPATH=.. python' in (REPO / step / "MLproject").read_text()
+        assert 'command: "PYTHONPATH=..:$PYTHONPATH python' in (REPO / step / "MLproject").read_text()
     assert python_version(REPO / "download" / "conda.yml") == "3.11"
 
 
