@@ -15,7 +15,7 @@ It prints a table and ends with one machine-readable line:
 ``preprocess_s=<x> preprocess_rss_gb=<y> train_epoch_s=<z> train_rss_gb=<w> recommender_load_s=<v>``
 (``preprocess_*`` cover conversion plus preprocess: the data's path from the user's CSV to training input).
 
-    python bench/scale.py --make                      # ~2 GB CSV in /work/scale-data (or --out)
+    python bench/scale.py --make                      # ~2 GB CSV in ~/.cache/anime_recs/scale (or --out)
     python bench/scale.py --stages convert,preprocess # the measurement
     python bench/scale.py --make --rows 1000000 --users 3000 --out /tmp/small/animelist.csv
 """
@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import subprocess
 import sys
 import time
@@ -37,7 +38,8 @@ sys.path.insert(0, str(REPO))
 
 from anime_recs.synthetic import FULL_ANIME, FULL_ROWS, FULL_USERS
 
-DEFAULT_OUT = Path("/work/scale-data/animelist.csv")
+# Outside the checkout (about 6 GB with the stages' outputs); ANIME_RECS_SCALE_DATA moves it.
+DEFAULT_OUT = Path(os.environ.get("ANIME_RECS_SCALE_DATA", Path.home() / ".cache" / "anime_recs" / "scale")) / "animelist.csv"
 STAGES = ("convert", "preprocess", "train", "load")
 
 # Each stage's child program: argv[1] is a JSON of its inputs; it prints one JSON line last.
