@@ -25,11 +25,12 @@ def download_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 @pytest.fixture(autouse=True)
 def fresh_mlflow_state() -> Iterator[None]:
-    """Forget the MLflow experiment a test selected (``mlflow.set_experiment`` is process-global).
+    """Forget the MLflow experiment a test selected (``mlflow.set_experiment`` is process-global, env var included).
 
     Regression: under ``pytest -n`` a test ran after another one in the same worker and looked
     for that test's experiment id in its own, fresh tracking store ("No Experiment with id=1").
     """
+    before = os.environ.get("MLFLOW_EXPERIMENT_ID")
     yield
     if "mlflow" in sys.modules:
         import mlflow
@@ -37,6 +38,12 @@ def fresh_mlflow_state() -> Iterator[None]:
         while mlflow.active_run() is not None:
             mlflow.end_run()
         mlflow.tracking.fluent._active_experiment_id = None
+    # set_experiment also exports MLFLOW_EXPERIMENT_ID "so that subprocesses inherit it": a later
+    # test's step subprocess then looked for that experiment in its own store.
+    if before is None:
+        os.environ.pop("MLFLOW_EXPERIMENT_ID", None)
+    else:
+        os.environ["MLFLOW_EXPERIMENT_ID"] = before
 
 
 @pytest.fixture()

@@ -29,7 +29,7 @@ def pip_requirements(step: str) -> list[str]:
 
 def test_data_steps_envs_hold_what_they_import_and_no_tensorflow() -> None:
     assert pip_requirements("download") == ["mlflow", "numpy", "pandas", "protobuf", "pyarrow", "tqdm", "wandb"]
-    assert pip_requirements("preprocess") == ["mlflow", "numpy", "pandas", "protobuf", "pyarrow", "wandb"]
+    assert pip_requirements("preprocess") == ["mlflow", "numpy", "pandas", "protobuf", "pyarrow", "tqdm", "wandb"]
     assert "tensorflow-cpu" in pip_requirements("neural_network") and "keras" in pip_requirements("neural_network")
     # Regression: under uv, neural_network failed in mlflow.start_run: MLflow's system metrics need psutil, no import of ours does.
     assert "psutil" in pip_requirements("neural_network") and "psutil" in pip_requirements("evaluate")
@@ -122,7 +122,9 @@ def test_download_preprocess_run_in_their_own_cached_uv_environments(tmp_path: P
         site = next(prefix.glob("lib/python3*/site-packages"))
         assert (site / "pandas").is_dir() and not (site / "tensorflow").exists() and not (site / "anime_recs").exists()
         prefixes[step] = prefix
-    assert prefixes["download"] != prefixes["preprocess"]  # download also needs tqdm: each step gets its own list
+    # One environment per distinct requirement list: steps that need the same packages share it.
+    same_needs = pip_requirements("download") == pip_requirements("preprocess")
+    assert (prefixes["download"] == prefixes["preprocess"]) == same_needs
     built = {step: prefix.stat().st_ino for step, prefix in prefixes.items()}
     store = ArtifactStore(tmp_path / "first" / "artifacts")
     assert store.get("user_stats.parquet:latest").version == 0
