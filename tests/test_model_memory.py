@@ -26,7 +26,7 @@ def _world(n_users: int, n_items: int, n: int, seed: int = 0) -> Interactions:
 
 @pytest.mark.parametrize("family", ["ease", "neighbourhood", "hybrid"])
 def test_estimate_bounds_the_measured_peak(family: str) -> None:
-    data = _world(1500, 900, 40_000)
+    data = _world(900, 500, 15_000)
     model = build_model({"family": family})
     estimate = model.memory_estimate(*data.shape, len(data))
     import sklearn.utils.extmath  # noqa: F401 - a first import allocates ~40 MB of module objects, not the fit's memory

@@ -71,7 +71,7 @@ def test_result_tables_are_shown_in_mlflow(ran: tuple[ArtifactStore, dict[str, s
     assert files == ["user_stats.parquet/manifest.json"]  # a manifest, not a second copy of the data
 
 
-NETWORK = "family=original epochs=2 embedding_size=8 batch_size=256 stream_above_rows=0 test_size=0.1"
+NETWORK = "family=original epochs=2 embedding_size=8 batch_size=256 stream_above_rows=0 test_size=0.1 jit_compile=false"
 
 
 def _network_outputs(prefix: str) -> str:
