@@ -31,6 +31,7 @@ and the blend weights are fitted on at most ``blend_users`` users.
 
 from __future__ import annotations
 
+import functools
 import logging
 from typing import Any, ClassVar
 
@@ -158,7 +159,6 @@ class _Parts:
         resid = data.ratings - self.mu - self.b_user[data.user_rows] - self.b_item[data.item_rows]
         self.residual = data.matrix(resid).astype(np.float32).tocsr()
         self.rated = data.matrix().astype(np.float32).tocsr()
-        self.squared = self.residual.multiply(self.residual).tocsr()
         residual_t, rated_t = self.residual.T.tocsr(), self.rated.T.tocsr()
         self.item_sim = _pearson_baseline(residual_t, rated_t, None, self.shrinkage)
         np.fill_diagonal(self.item_sim, 0.0)
@@ -169,6 +169,11 @@ class _Parts:
         for _ in range(int(p["iterations"])):
             self.P = _als_side(self.residual, self.Q, float(p["factor_reg"]))
             self.Q = _als_side(residual_t, self.P, float(p["factor_reg"]))
+
+    @functools.cached_property
+    def squared(self) -> sp.csr_matrix:
+        """The residuals squared (user similarities need them on every query)."""
+        return self.residual.multiply(self.residual).tocsr()
 
     def baseline(self, user_row: int) -> np.ndarray:
         return self.mu + self.b_user[user_row] + self.b_item
@@ -286,7 +291,9 @@ class Neighbourhood(RecommenderModel):
         similarity_blocks = 44 * min(max(_BLOCK_ELEMENTS, biggest), biggest**2)
         if n_users * n_items <= _DENSE_LIMIT:
             similarity_blocks += 12 * n_users * n_items  # the dense residual, indicator and squares
-        als = 8 * f * f * (min(biggest, max(1, _OUTER_ELEMENTS // (f * f))) + 2 * min(biggest, max(1, _BLOCK_ELEMENTS // (f * f))))
+        outer_rows = min(biggest, max(1, _OUTER_ELEMENTS // (f * f)))
+        gram_rows = min(biggest, max(1, _BLOCK_ELEMENTS // (f * f)))
+        als = 8 * f * f * (outer_rows + 2 * gram_rows)
         factors = 8 * f * (n_users + n_items)
         return int(4 * n_items**2 + 100 * n_ratings + similarity_blocks + als + factors + 40 * k * (n_users + n_items))
 
@@ -341,7 +348,6 @@ class Neighbourhood(RecommenderModel):
         parts.residual = arrays["residual"].astype(np.float32)
         parts.rated = parts.residual.copy()
         parts.rated.data = np.ones_like(parts.rated.data)
-        parts.squared = parts.residual.multiply(parts.residual).tocsr()
         parts.item_sim, parts.P, parts.Q = arrays["item_sim"], arrays["P"], arrays["Q"]
         self._parts, self._weights = parts, arrays["weights"]
         self._U, self._V = arrays["user_vectors"], arrays["item_vectors"]
