@@ -59,10 +59,10 @@ class ModelParams:
         monitor: History column watched by checkpointing and early stopping.
         mode: ``'min'`` or ``'max'``: which direction of ``monitor`` is better.
         patience: Epochs without improvement before training stops.
-        training_path: ``'fast'`` (lazy Adam on the touched embedding rows, XLA
-            for the dense maths) or ``'keras'`` (stock ``model.fit``, stock
+        training_path: ``'fast'`` (lazy Adam on the touched embedding rows, in
+            place, :mod:`anime_recs.lazy_adam`) or ``'keras'`` (stock ``model.fit``, stock
             Adam, no XLA: exactly how the original trained).
-        jit_compile: Whether the fast path compiles its dense maths with XLA.
+        jit_compile: Whether the fast path compiles its prediction head with XLA.
         seed: Seed of weight initialisation and shuffling.
     """
 

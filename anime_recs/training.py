@@ -9,12 +9,13 @@ stopping and history:
   ``embeddings_regularizer`` the embedding gradients are dense, so stock Adam
   rewrites every row of both tables (and their moments) at every step; that
   cost grows with the number of users, not the batch.
-* ``training_path='fast'`` (default): a custom step with *lazy Adam*. Only the
-  embedding rows present in the batch are gathered, updated (parameter, first
-  and second moment, L2 penalty on those rows) and scattered back; the dense
-  maths (normalise, multiply, sum, ``Dense``, ``BatchNormalization``, loss,
-  Adam arithmetic) runs under XLA. Lazy Adam is a different optimiser from
-  dense Adam + L2 (rows absent from a batch keep their moments and values),
+* ``training_path='fast'`` (default): a custom step with *lazy Adam*
+  (:mod:`anime_recs.lazy_adam`). Only the embedding rows present in the batch
+  are read and updated in place (value, first and second moment, L2 penalty on
+  those rows) by compiled Numba kernels; the prediction head (``Dense``,
+  ``BatchNormalization``, activation, loss, Adam on its weights) runs in
+  TensorFlow (XLA unless ``jit_compile=false``) on one number per row.
+  Lazy Adam is a different optimiser from dense Adam + L2 (rows absent from a batch keep their moments and values),
   so losses are compared on the data term only. It trains on one device:
   given a strategy with more than one replica, or a TPU, ``train_model``
   builds the model inside ``strategy.scope()`` and uses the keras path (or,
@@ -72,10 +73,7 @@ import tensorflow as tf
 from .encoding import RatingArrays
 from .errors import UserInputError
 from .model import (
-    ACTIVATION,
     ANIME_EMBEDDING,
-    BATCH_NORM,
-    DENSE,
     USER_EMBEDDING,
     ModelParams,
     build_model,
@@ -91,12 +89,6 @@ BEST_WEIGHTS = "best.weights.h5"
 LAST_WEIGHTS = "last.weights.h5"
 LAST_OPTIMIZER = "last_optimizer.npz"
 STATE_JSON = "state.json"
-
-# Unique-id arrays are padded to a multiple of this so XLA sees a handful of
-# shapes per run instead of recompiling for every distinct unique count.
-PAD_MULTIPLE = 512
-
-_BETA_1, _BETA_2, _EPSILON = 0.9, 0.999, 1e-7  # Keras Adam defaults
 
 
 @dataclass
@@ -269,7 +261,9 @@ def _train_model(
 
         MirroredTrainer(model, params, strategy).fit(train, val, tracker)  # type: ignore[arg-type]
     else:
-        _LazyAdamTrainer(model, params).fit(train, val, tracker)
+        from .lazy_adam import LazyAdamTrainer
+
+        LazyAdamTrainer(model, params).fit(train, val, tracker)
     return tracker.result(model)
 
 
@@ -507,51 +501,8 @@ def _l2_penalty(model: keras.Model, l2: float) -> float:
 
 
 # --------------------------------------------------------------------------
-# Fast path: lazy Adam on the touched rows, XLA for the dense maths
+# The epoch loop of the custom paths (fast and mirrored)
 # --------------------------------------------------------------------------
-
-
-def _pad_to_multiple(ids: tf.Tensor) -> tf.Tensor:
-    """Pad with row 0 up to a multiple of PAD_MULTIPLE (padding is never written back)."""
-    n = tf.shape(ids)[0]
-    padded = (n + PAD_MULTIPLE - 1) // PAD_MULTIPLE * PAD_MULTIPLE
-    return tf.pad(ids, [[0, padded - n]])
-
-
-def _row_sums(x: tf.Tensor) -> tf.Tensor:
-    """Sum over the last axis as a matrix-vector product, shape (B, 1).
-
-    XLA:CPU turns a matmul into a vectorised Eigen call but a row reduction
-    into a scalar loop; at (10000, 128) the matvec is about twice as fast.
-    """
-    return tf.matmul(x, tf.ones([x.shape[-1], 1], x.dtype))
-
-
-@tf.custom_gradient
-def _cosine(user_vec: tf.Tensor, anime_vec: tf.Tensor):  # type: ignore[no-untyped-def]
-    """``Dot(axes=-1, normalize=True)`` of two (B, D) batches, shape (B, 1).
-
-    Same maths as Keras' ``normalize`` (``x * min(rsqrt(sum x^2), 1/eps)``)
-    followed by the dot product, computed as ``<u, a> / (|u| |a|)`` with a
-    hand-written gradient: autodiff of normalise -> multiply -> sum makes XLA
-    sweep the (B, D) arrays several times; this needs one pass forward and
-    one backward.
-    """
-    cap = 1.0 / keras.backend.epsilon()
-    sq_u, sq_a, dot = _row_sums(user_vec * user_vec), _row_sums(anime_vec * anime_vec), _row_sums(user_vec * anime_vec)
-    raw_inv_u, raw_inv_a = tf.math.rsqrt(sq_u), tf.math.rsqrt(sq_a)
-    inv_u, inv_a = tf.minimum(raw_inv_u, cap), tf.minimum(raw_inv_a, cap)
-    cosine = dot * inv_u * inv_a
-
-    def grad(upstream: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        # d cos/du = a/(|u||a|) - cos * u/|u|^2; the second term vanishes where
-        # Keras' epsilon cap is active (the norm no longer depends on u).
-        scale = upstream * inv_u * inv_a
-        self_u = tf.where(raw_inv_u > cap, 0.0, upstream * cosine * inv_u * inv_u)
-        self_a = tf.where(raw_inv_a > cap, 0.0, upstream * cosine * inv_a * inv_a)
-        return scale * anime_vec - self_u * user_vec, scale * user_vec - self_a * anime_vec
-
-    return cosine, grad
 
 
 class _CustomTrainer:
@@ -593,12 +544,20 @@ class _CustomTrainer:
         values = [tf.reduce_sum(per_sample)] + [tf.reduce_sum(fn(y2, pred)) for _, fn in self.metric_fns]
         return tf.reduce_mean(per_sample), tf.stack(values)
 
-    def _evaluate(self, users: tf.Tensor, anime: tf.Tensor, ratings: tf.Tensor) -> np.ndarray:
-        n = int(users.shape[0])
+    def load_from_model(self) -> None:
+        """Called after a resume restored the model's weights (for trainers that keep their own copy)."""
+
+    def sync_model(self) -> None:
+        """Make the Keras model hold the trained weights (called before validation and checkpoints)."""
+
+    def _evaluate(self, users: np.ndarray, anime: np.ndarray, ratings: np.ndarray) -> np.ndarray:
+        """Mean loss and metrics over the validation rows."""
+        n = len(users)
+        tensors = tf.constant(users, tf.int32), tf.constant(anime, tf.int32), tf.constant(ratings, tf.float32)
         total = np.zeros(1 + len(self.metric_fns))
         for start in range(0, n, self.params.batch_size):
             stop = min(start + self.params.batch_size, n)
-            total += self._eval(users, anime, ratings, tf.constant(start), tf.constant(stop)).numpy()
+            total += self._eval(*tensors, tf.constant(start), tf.constant(stop)).numpy()
         return total / n
 
     def fit(self, train: RatingArrays | BatchSource, val: RatingArrays, tracker: _EpochTracker) -> None:
@@ -606,13 +565,9 @@ class _CustomTrainer:
         params = self.params
         saved = tracker.restore_for_resume(self.model)
         if saved is not None:
+            self.load_from_model()
             self.load_optimizer_state(saved)
 
-        val_tensors = (
-            tf.constant(val.user_idx, tf.int32),
-            tf.constant(val.anime_idx, tf.int32),
-            tf.constant(val.rating, tf.float32),
-        )
         names = ["loss", *(name for name, _ in self.metric_fns)]
         with contextlib.ExitStack() as stack:
             source = stack.enter_context(_ArrayBatches(train, params.seed)) if isinstance(train, RatingArrays) else train
@@ -625,7 +580,8 @@ class _CustomTrainer:
                     self.step(batch, lr_t)
                 sums = self.train_sums.numpy()
                 train_means = sums[:-1] / sums[-1]
-                val_means = self._evaluate(*val_tensors)
+                self.sync_model()
+                val_means = self._evaluate(val.user_idx, val.anime_idx, val.rating)
 
                 row: dict[str, float] = {}
                 for name, value in zip(names, train_means):
@@ -685,139 +641,3 @@ class _ArrayBatches:
         for start in range(0, len(order), batch_size):
             batch = order[start : start + batch_size]
             yield RatingArrays(rows.user_idx[batch], rows.anime_idx[batch], rows.rating[batch])
-
-
-class _LazyAdamTrainer(_CustomTrainer):
-    """Trains the Keras model's own variables in place with lazy Adam.
-
-    Per step, outside XLA: ``tf.unique`` of the batch's user and anime ids,
-    padding to a multiple of ``PAD_MULTIPLE``, gathers of the touched rows and
-    their Adam moments, and the scatter of the first ``n_unique`` updated rows
-    back into the tables. Under XLA: (1) the forward pass (cosine, then
-    Keras' own Dense, BatchNormalization and Activation layers, so BN's moving
-    statistics update exactly as in ``fit``), the data loss, its gradient per
-    unique row and Adam on the dense weights; (2) per table, the L2 gradient
-    of the touched rows and Keras' Adam arithmetic on rows and moments.
-    """
-
-    def __init__(self, model: keras.Model, params: ModelParams) -> None:
-        super().__init__(model, params)
-        self.user_table = model.get_layer(USER_EMBEDDING).embeddings.value
-        self.anime_table = model.get_layer(ANIME_EMBEDDING).embeddings.value
-        self.dense = model.get_layer(DENSE)
-        self.bn = model.get_layer(BATCH_NORM)
-        self.activation = model.get_layer(ACTIVATION)
-        table_ids = {id(self.user_table), id(self.anime_table)}
-        self.dense_vars = [v.value for v in model.trainable_variables if id(v.value) not in table_ids]
-
-        def zeros(var: tf.Variable) -> tf.Variable:
-            return tf.Variable(tf.zeros_like(var), trainable=False)
-
-        self.m_user, self.v_user = zeros(self.user_table), zeros(self.user_table)
-        self.m_anime, self.v_anime = zeros(self.anime_table), zeros(self.anime_table)
-        self.m_dense = [zeros(v) for v in self.dense_vars]
-        self.v_dense = [zeros(v) for v in self.dense_vars]
-        self.iterations = tf.Variable(0, dtype=tf.int64, trainable=False)
-
-        self.l2 = tf.constant(params.l2_reg_factor, tf.float32)
-
-        jit = bool(params.jit_compile)
-        self._gradient_core = tf.function(self._gradient_core_fn, jit_compile=jit)
-        self._row_adam = tf.function(self._row_adam_fn, jit_compile=jit)
-        self._eval_core = tf.function(self._eval_core_fn, jit_compile=jit)
-        vec = tf.TensorSpec([None], tf.int32)
-        self._step = tf.function(
-            self._step_fn, input_signature=[vec, vec, tf.TensorSpec([None], tf.float32), tf.TensorSpec([], tf.float32)]
-        )
-        self._eval = tf.function(
-            self._eval_fn,
-            input_signature=[vec, vec, tf.TensorSpec([None], tf.float32), tf.TensorSpec([], tf.int32),
-                             tf.TensorSpec([], tf.int32)],
-        )
-
-    # ---- maths ------------------------------------------------------------
-
-    def _forward(self, user_vec: tf.Tensor, anime_vec: tf.Tensor, training: bool) -> tf.Tensor:
-        out = self.dense(_cosine(user_vec, anime_vec))
-        out = self.bn(out, training=training)
-        return self.activation(out)
-
-    def _gradient_core_fn(self, user_rows, inv_user, anime_rows, inv_anime, y, lr):  # type: ignore[no-untyped-def]
-        """XLA: forward, data-loss gradients per unique row, Adam on the dense weights."""
-        with tf.GradientTape() as tape:
-            tape.watch([user_rows, anime_rows])
-            pred = self._forward(tf.gather(user_rows, inv_user), tf.gather(anime_rows, inv_anime), training=True)
-            loss, sums = self._sums(y, pred)
-        grads = tape.gradient(loss, [user_rows, anime_rows, *self.dense_vars])
-        step = tf.cast(self.iterations + 1, tf.float32)
-        alpha = lr * tf.sqrt(1.0 - tf.pow(_BETA_2, step)) / (1.0 - tf.pow(_BETA_1, step))
-        for var, grad, m, v in zip(self.dense_vars, grads[2:], self.m_dense, self.v_dense):
-            m.assign_add((grad - m) * (1.0 - _BETA_1))
-            v.assign_add((tf.square(grad) - v) * (1.0 - _BETA_2))
-            var.assign_sub(m * alpha / (tf.sqrt(v) + _EPSILON))
-        self.iterations.assign_add(1)
-        count = tf.cast(tf.shape(y)[0], tf.float32)
-        # Dense row gradients: the gather's gradient summed per unique row
-        # (duplicate ids in the batch add up, as in unsorted_segment_sum).
-        return tf.convert_to_tensor(grads[0]), tf.convert_to_tensor(grads[1]), alpha, tf.concat([sums, [count]], 0)
-
-    def _row_adam_fn(self, rows, grad, m, v, alpha):  # type: ignore[no-untyped-def]
-        """XLA: L2 gradient of the touched rows plus Keras' Adam arithmetic on them."""
-        grad = grad + 2.0 * self.l2 * rows
-        m = m + (grad - m) * (1.0 - _BETA_1)
-        v = v + (tf.square(grad) - v) * (1.0 - _BETA_2)
-        return rows - m * alpha / (tf.sqrt(v) + _EPSILON), m, v
-
-    def _step_fn(self, u_batch, a_batch, y, lr):  # type: ignore[no-untyped-def]
-        uniq_u, inv_u = tf.unique(u_batch)
-        uniq_a, inv_a = tf.unique(a_batch)
-        pad_u, pad_a = _pad_to_multiple(uniq_u), _pad_to_multiple(uniq_a)
-        user_rows, anime_rows = self.user_table.sparse_read(pad_u), self.anime_table.sparse_read(pad_a)
-        grad_u, grad_a, alpha, sums = self._gradient_core(user_rows, inv_u, anime_rows, inv_a, y, lr)
-        # The row updates are a separate XLA call per table: in one cluster
-        # with the gradient, XLA recomputed the gradient's scatter-add for each
-        # of the three outputs (2x slower per step), and apart the two tables'
-        # updates can run concurrently.
-        for uniq, padded, rows, grad, (table, m, v) in (
-            (uniq_u, pad_u, user_rows, grad_u, (self.user_table, self.m_user, self.v_user)),
-            (uniq_a, pad_a, anime_rows, grad_a, (self.anime_table, self.m_anime, self.v_anime)),
-        ):
-            new = self._row_adam(rows, grad, m.sparse_read(padded), v.sparse_read(padded), alpha)
-            n = tf.shape(uniq)[0]
-            # Only the real unique rows go back; the padding rows are discarded.
-            for var, value in zip((table, m, v), new):
-                var.scatter_update(tf.IndexedSlices(value[:n], uniq))
-        self.train_sums.assign_add(tf.cast(sums, tf.float64))
-
-    def _eval_core_fn(self, user_vec, anime_vec, y):  # type: ignore[no-untyped-def]
-        pred = self._forward(user_vec, anime_vec, training=False)
-        _, sums = self._sums(y, pred)
-        return sums
-
-    def _eval_fn(self, users, anime, ratings, start, stop):  # type: ignore[no-untyped-def]
-        u_vec = self.user_table.sparse_read(users[start:stop])
-        a_vec = self.anime_table.sparse_read(anime[start:stop])
-        return self._eval_core(u_vec, a_vec, ratings[start:stop])
-
-    # ---- the loop's interface ----------------------------------------------
-
-    def step(self, batch: RatingArrays, lr: tf.Tensor) -> None:
-        """One lazy-Adam step on ``batch``."""
-        self._step(batch.user_idx, batch.anime_idx, batch.rating, lr)
-
-    def optimizer_state(self) -> dict[str, Callable[[], np.ndarray]]:
-        """Name -> reader of every optimizer variable (read lazily, see save_arrays)."""
-        variables = {
-            "m_user": self.m_user, "v_user": self.v_user, "m_anime": self.m_anime, "v_anime": self.v_anime,
-            "iterations": self.iterations,
-        }  # fmt: skip
-        for i, (m, v) in enumerate(zip(self.m_dense, self.v_dense)):
-            variables[f"m_dense_{i}"], variables[f"v_dense_{i}"] = m, v
-        return {name: var.numpy for name, var in variables.items()}
-
-    def load_optimizer_state(self, state: dict[str, np.ndarray]) -> None:
-        for name in ("m_user", "v_user", "m_anime", "v_anime", "iterations"):
-            getattr(self, name).assign(state[name])
-        for i, (m, v) in enumerate(zip(self.m_dense, self.v_dense)):
-            m.assign(state[f"m_dense_{i}"])
-            v.assign(state[f"v_dense_{i}"])

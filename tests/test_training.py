@@ -11,9 +11,10 @@ import tensorflow as tf
 
 from anime_recs.encoding import RatingArrays
 from anime_recs.errors import UserInputError
+from anime_recs.lazy_adam import LazyAdamTrainer
 from anime_recs.model import ModelParams, build_model
 from anime_recs.synthetic import latent_factor_ratings
-from anime_recs.training import BEST_WEIGHTS, LAST_WEIGHTS, STATE_JSON, _LazyAdamTrainer, train_model
+from anime_recs.training import BEST_WEIGHTS, LAST_WEIGHTS, STATE_JSON, train_model
 
 N_USERS, N_ANIME = 300, 120
 
@@ -86,44 +87,66 @@ def test_lazy_step_leaves_rows_outside_the_batch_untouched() -> None:
     params = ModelParams(embedding_size=8, start_lr=1e-2)
     model = build_model(50, 40, params)
     before = {w.path: w.numpy().copy() for w in model.weights}
-    trainer = _LazyAdamTrainer(model, params)
-    users = tf.constant([1, 3, 3, 7], tf.int32)
-    anime = tf.constant([2, 2, 5, 9], tf.int32)
-    ratings = tf.constant([0.1, 0.9, 0.5, 0.7], tf.float32)
-    trainer._step(users, anime, ratings, tf.constant(1e-2))
+    trainer = LazyAdamTrainer(model, params)
+    batch = RatingArrays(np.array([1, 3, 3, 7], np.int32), np.array([2, 2, 5, 9], np.int32),
+                         np.array([0.1, 0.9, 0.5, 0.7], np.float32))  # fmt: skip
+    trainer.step(batch, tf.constant(1e-2))
+    trainer.sync_model()
 
-    for name, table, moment, touched in (
-        ("user_embedding/embeddings", trainer.user_table, trainer.v_user, [1, 3, 7]),
-        ("anime_embedding/embeddings", trainer.anime_table, trainer.v_anime, [2, 5, 9]),
+    for name, table, touched in (
+        ("user_embedding/embeddings", trainer.users, [1, 3, 7]),
+        ("anime_embedding/embeddings", trainer.anime, [2, 5, 9]),
     ):
-        after = table.numpy()
+        after, moment = table.variable.numpy(), table.values[:, 2, :]
         untouched = np.setdiff1d(np.arange(after.shape[0]), touched)
         np.testing.assert_array_equal(after[untouched], before[name][untouched])
-        assert not np.any(moment.numpy()[untouched])
+        assert not np.any(moment[untouched])
         assert np.all(np.any(after[touched] != before[name][touched], axis=1))
-        assert np.all(np.any(moment.numpy()[touched] != 0, axis=1))
-    # Row 0 is what the unique-id padding points at: it must not be written.
-    np.testing.assert_array_equal(trainer.user_table.numpy()[0], before["user_embedding/embeddings"][0])
+        assert np.all(np.any(moment[touched] != 0, axis=1))
+        assert np.all(table.slot_of == -1)  # the kernels' scratch space is left clean for the next step
 
 
-def test_lazy_step_equals_dense_adam_when_every_row_is_in_the_batch() -> None:
-    # With every row touched, lazy Adam + L2 on the touched rows is exactly
-    # Keras' dense Adam + L2 on the whole table.
+def _dense_adam_case() -> tuple[ModelParams, RatingArrays]:
     params = ModelParams(embedding_size=8, l2_reg_factor=1e-3, start_lr=1e-2)
     rng = np.random.default_rng(0)
     users = np.concatenate([np.arange(20), rng.integers(0, 20, 44)]).astype(np.int32)
     anime = np.concatenate([np.arange(10), rng.integers(0, 10, 54)]).astype(np.int32)
-    ratings = rng.random(64).astype(np.float32)
+    return params, RatingArrays(users, anime, rng.random(64).astype(np.float32))
+
+
+def test_lazy_step_equals_dense_adam_when_every_row_is_in_the_batch() -> None:
+    # With every row touched, lazy Adam + L2 on the touched rows is exactly
+    # Keras' dense Adam + L2 on the whole table (duplicate rows in the batch add up).
+    params, batch = _dense_adam_case()
     reference, ours = build_model(20, 10, params), build_model(20, 10, params)
-    trainer = _LazyAdamTrainer(ours, params)
+    trainer = LazyAdamTrainer(ours, params)
     for _ in range(4):
-        reference.train_on_batch({"user": users[:, None], "anime": anime[:, None]}, ratings[:, None])
-        trainer._step(tf.constant(users), tf.constant(anime), tf.constant(ratings), tf.constant(1e-2))
+        reference.train_on_batch({"user": batch.user_idx[:, None], "anime": batch.anime_idx[:, None]}, batch.rating[:, None])
+        trainer.step(batch, tf.constant(1e-2))
+    trainer.sync_model()
     for ref, got in zip(reference.weights, ours.weights):
         if ref.path == "dense/bias":
             continue  # BN cancels it: its gradient is rounding noise that Adam normalises
         np.testing.assert_allclose(got.numpy(), ref.numpy(), atol=2e-5, err_msg=ref.path)
     assert int(trainer.iterations.numpy()) == 4
+
+
+def test_lazy_step_does_not_depend_on_the_thread_count() -> None:
+    import numba
+
+    params, batch = _dense_adam_case()
+    tables = []
+    for threads in (1, numba.config.NUMBA_NUM_THREADS):
+        numba.set_num_threads(threads)
+        try:
+            trainer = LazyAdamTrainer(build_model(20, 10, params), params)
+            for _ in range(3):
+                trainer.step(batch, tf.constant(1e-2))
+        finally:
+            numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+        tables.append((trainer.users.values.copy(), trainer.anime.values.copy()))
+    for one, many in zip(*tables):
+        np.testing.assert_array_equal(one, many)
 
 
 # ---------------------------------------------------------------------------- checkpoints, stopping
@@ -197,3 +220,19 @@ def test_bad_inputs_are_user_errors(data: tuple[RatingArrays, RatingArrays]) -> 
     empty = val.take(np.arange(0))
     with pytest.raises(UserInputError, match="validation set is empty"):
         train_model(train, empty, N_USERS, N_ANIME, ModelParams(**SMALL), verbose=False)
+
+
+def test_lazy_step_grows_for_a_larger_batch_and_rejects_ids_outside_the_tables() -> None:
+    params = ModelParams(embedding_size=8, batch_size=4, start_lr=1e-2)
+    trainer = LazyAdamTrainer(build_model(50, 40, params), params)
+    rng = np.random.default_rng(1)
+    big = RatingArrays(rng.integers(0, 50, 64).astype(np.int32), rng.integers(0, 40, 64).astype(np.int32),
+                       rng.random(64).astype(np.float32))  # fmt: skip
+    trainer.step(big, tf.constant(1e-2))  # 16x the configured batch: the scratch space grows
+    assert trainer.capacity == 64 and np.all(np.isfinite(trainer.users.values))
+    before = trainer.users.values.copy()
+    for users, anime, kind in (([1, 50], [0, 1], "user"), ([1, 2], [-1, 1], "anime")):
+        bad = RatingArrays(np.array(users, np.int32), np.array(anime, np.int32), np.array([0.5, 0.5], np.float32))
+        with pytest.raises(UserInputError, match=f"{kind} indices .* IdEncoder"):
+            trainer.step(bad, tf.constant(1e-2))
+    np.testing.assert_array_equal(trainer.users.values, before)  # nothing was written
