@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
+import shutil
+import sqlite3
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -46,12 +49,42 @@ def fresh_mlflow_state() -> Iterator[None]:
         os.environ["MLFLOW_EXPERIMENT_ID"] = before
 
 
+@pytest.fixture(scope="session")
+def empty_tracking_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An MLflow sqlite store with its tables created once per session (MLflow's migrations take ~2 s of CPU)."""
+    from mlflow.tracking import MlflowClient
+
+    db = tmp_path_factory.mktemp("tracking-template") / "mlflow.db"
+    MlflowClient(f"sqlite:///{db}").search_experiments()
+    return db
+
+
+def copy_tracking_db(template: Path, folder: Path) -> str:
+    """A fresh MLflow sqlite store in ``folder`` (a copy of ``template``); returns its URI.
+
+    Its default experiment keeps artifacts in ``folder/mlruns``, where MLflow puts them when it
+    creates a store with ``folder`` as the working directory.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    db = folder / "mlflow.db"
+    shutil.copyfile(template, db)
+    with contextlib.closing(sqlite3.connect(db)) as con, con:
+        con.execute("UPDATE experiments SET artifact_location = ? WHERE experiment_id = 0", (str(folder / "mlruns" / "0"),))
+    return f"sqlite:///{db}"
+
+
 @pytest.fixture()
-def store_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def tracking_uri(tmp_path: Path, empty_tracking_db: Path) -> str:
+    """A fresh MLflow sqlite store of this test's own, in ``tmp_path``."""
+    return copy_tracking_db(empty_tracking_db, tmp_path)
+
+
+@pytest.fixture()
+def store_env(tmp_path: Path, tracking_uri: str, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Point artifacts, MLflow and W&B at a temp folder; return the artifact root."""
     root = tmp_path / "artifacts"
     monkeypatch.setenv("ANIME_RECS_ARTIFACTS", str(root))
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking_uri)
     monkeypatch.setenv("ANIME_RECS_WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_DIR", str(tmp_path))
     monkeypatch.delenv("MLFLOW_RUN_ID", raising=False)
@@ -61,22 +94,12 @@ def store_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 @pytest.fixture(scope="session")
-def tracking_db(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """One MLflow sqlite store for the in-process step runs of the session (creating one costs ~7 s of migrations).
+def tracking_db(tmp_path_factory: pytest.TempPathFactory, empty_tracking_db: Path) -> str:
+    """One MLflow sqlite store for the in-process step runs of the session.
 
     Its default experiment keeps artifacts in ``mlruns/`` beside the database.
     """
-    from mlflow.tracking import MlflowClient
-
-    folder = tmp_path_factory.mktemp("tracking")
-    uri = f"sqlite:///{folder / 'mlflow.db'}"
-    here = Path.cwd()
-    os.chdir(folder)  # the default experiment's artifact location is ./mlruns of where the store is created
-    try:
-        MlflowClient(uri).search_experiments()
-    finally:
-        os.chdir(here)
-    return uri
+    return copy_tracking_db(empty_tracking_db, tmp_path_factory.mktemp("tracking"))
 
 
 @pytest.fixture()

@@ -105,9 +105,9 @@ runpy.run_path("download/download.py", run_name="__main__")
 
 
 @pytest.mark.slow
-def test_killed_conversion_leaves_the_source_and_no_artifact(animelist: Path, tmp_path: Path) -> None:
+def test_killed_conversion_leaves_the_source_and_no_artifact(animelist: Path, tmp_path: Path, tracking_uri: str) -> None:
     artifacts = tmp_path / "artifacts"
-    env = child_env(ANIME_RECS_ARTIFACTS=str(artifacts), MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path / 'mlflow.db'}",
+    env = child_env(ANIME_RECS_ARTIFACTS=str(artifacts), MLFLOW_TRACKING_URI=tracking_uri,
                     ANIME_RECS_WANDB_MODE="disabled", TMPDIR=str(tmp_path / "tmp"))
     env.pop("MLFLOW_RUN_ID", None)
     (tmp_path / "tmp").mkdir()

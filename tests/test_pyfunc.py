@@ -76,6 +76,12 @@ def test_pyfunc_model_answers_in_process(store_env: Path) -> None:
     assert "params" in model.metadata.get_input_schema().to_dict()[0] or model.metadata.get_params_schema() is not None
     with pytest.raises(mlflow.exceptions.MlflowException, match="unknown kind"):
         model.predict(pd.DataFrame({"query": ["1"]}), params={"kind": "nonsense"})
+    # The requirements are listed, not inferred: pinned to what is installed, faiss (imported only at scale) included.
+    import numpy as np
+
+    requirements = Path(mlflow.pyfunc.get_model_dependencies(f"models:/{NAME}/{version}")).read_text().split()
+    assert f"numpy=={np.__version__}" in requirements and f"mlflow=={mlflow.__version__}" in requirements
+    assert any(r.startswith("faiss-cpu==") for r in requirements), requirements
 
 
 @pytest.mark.slow  # a real `mlflow models serve` process, like the `mlflow run` end-to-end tests

@@ -39,12 +39,13 @@ def test_parse_grid_is_the_cartesian_product() -> None:
         parse_grid(["l2_per_count"])
 
 
-def test_every_trial_is_a_child_run_scored_on_validation(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_every_trial_is_a_child_run_scored_on_validation(tmp_path: Path, tracking_uri: str,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     import mlflow
     from mlflow.tracking import MlflowClient
 
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking_uri)
     winner, trials = tune("ease", parse_grid(["l2_per_count=0.5,500", "embedding_size=4"]), ["tiny"], tmp_path,
                           experiment="tuning-test", registry=TINY)
     assert len(trials) == 2 and winner in trials

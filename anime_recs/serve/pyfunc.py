@@ -21,6 +21,7 @@ Other params: ``n``, ``genres`` / ``types`` (comma-separated), ``min_score`` / `
 
 from __future__ import annotations
 
+import importlib.metadata
 import logging
 import os
 import warnings
@@ -99,6 +100,27 @@ def answer_frame(service: Service, frame: pd.DataFrame, params: dict[str, Any] |
     return pd.DataFrame(rows, columns=list(OUTPUT_COLUMNS))
 
 
+#: The distributions the served model imports (anime_recs.serve and what it reaches, faiss for large
+#: user sets included). Listed rather than inferred: MLflow's inference imports the model in a
+#: subprocess (~3 s per registration) and misses imports that only happen at scale.
+SERVING_DISTRIBUTIONS = ("mlflow", "anime-recs", "cloudpickle", "numpy", "pandas", "pyarrow", "scipy", "faiss-cpu")
+
+
+def serving_requirements() -> list[str]:
+    """Pinned requirements of the served model: the installed version of each serving distribution.
+
+    A distribution that is not installed as such is left out (in a step environment built by
+    ``main.env_manager=uv``, anime_recs itself comes from the checkout on ``PYTHONPATH``).
+    """
+    pins = []
+    for name in SERVING_DISTRIBUTIONS:
+        try:
+            pins.append(f"{name}=={importlib.metadata.version(name)}")
+        except importlib.metadata.PackageNotFoundError:
+            logger.debug("%s is not installed as a distribution; not listed in the model's requirements", name)
+    return pins
+
+
 class AnimeRecsPyfunc(mlflow.pyfunc.PythonModel):
     """The recommender behind MLflow's pyfunc interface (see the module docstring)."""
 
@@ -140,7 +162,7 @@ def log_pyfunc_model(model_dir: Path, ratings: Path, anime: Path, synopses: Path
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     info = mlflow.pyfunc.log_model(name="anime_recs", python_model=AnimeRecsPyfunc(), artifacts=artifacts,
                                    signature=signature, input_example=example, model_config={"version": version},
-                                   registered_model_name=REGISTERED_NAME)
+                                   pip_requirements=serving_requirements(), registered_model_name=REGISTERED_NAME)
     client = mlflow.MlflowClient()
     registered = info.registered_model_version
     client.set_registered_model_alias(REGISTERED_NAME, "challenger", registered)
