@@ -14,11 +14,13 @@ serves every version of the code and ``mlflow run <git uri> -v <tag>`` runs that
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib.metadata
 import importlib.util
 import modulefinder
 import re
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 from anime_recs.tracking import SYSTEM_METRICS_STEPS
@@ -96,13 +98,19 @@ def _pins() -> dict[str, str]:
     return pins
 
 
+@functools.cache
+def _top_levels() -> Mapping[str, list[str]]:
+    """Top-level module -> the distributions providing it (reading every installed RECORD: once)."""
+    return importlib.metadata.packages_distributions()
+
+
 def imported_distributions(script: Path, pins: dict[str, str]) -> list[str]:
     """The pinned distributions whose modules ``script`` can import, directly or through ``anime_recs``.
 
     Only our own modules are crawled: for installed packages and the standard library the
     top-level name is all that matters (an unpinned one, e.g. scipy, comes with a pinned one).
     """
-    top_levels = importlib.metadata.packages_distributions()
+    top_levels = _top_levels()
     ours = {"anime_recs"}
     excludes = [m for m in [*top_levels, *sys.stdlib_module_names] if m not in ours]
     finder = modulefinder.ModuleFinder(path=[str(REPO), *sys.path], excludes=excludes)

@@ -7,6 +7,7 @@ import importlib.util
 import os
 import shutil
 import sqlite3
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -109,6 +110,27 @@ def mal_data() -> Path:
     if not (folder / "animelist_head100k.csv").is_file():
         pytest.skip("../shared/data/mal2020 is not present")
     return folder
+
+
+@pytest.fixture()
+def anime_recs_cli(capsys: pytest.CaptureFixture[str]):  # type: ignore[no-untyped-def]
+    """``anime-recs ARGV`` in this process, returned as a CompletedProcess (saves a second of interpreter start-up).
+
+    Tests that use it keep one real subprocess run too, for what the interpreter adds around ``main``.
+    """
+    from anime_recs.cli import main
+
+    def run(*argv: str) -> subprocess.CompletedProcess:
+        capsys.readouterr()
+        try:
+            main(list(argv))
+            code = 0
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
+        out = capsys.readouterr()
+        return subprocess.CompletedProcess(list(argv), code, out.out, out.err)
+
+    return run
 
 
 def child_env(**extra: str) -> dict[str, str]:

@@ -26,7 +26,7 @@ def http_root(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     handler = partial(http.server.SimpleHTTPRequestHandler, directory=str(folder))
     handler.log_message = lambda *a, **k: None  # type: ignore[method-assign]
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
     thread.start()
     try:
         yield f"http://127.0.0.1:{server.server_address[1]}", folder
@@ -139,7 +139,7 @@ def test_broken_download_resumes_and_a_second_fetch_uses_the_cache(tmp_path: Pat
     FlakyRangeHandler.payload = bytes(range(256)) * 8_000  # 2 MB
     FlakyRangeHandler.requests = []
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), FlakyRangeHandler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
     url = f"http://127.0.0.1:{server.server_address[1]}/stats.parquet"
     try:
         first = fetch(url, tmp_path / "first.bin", progress=False)

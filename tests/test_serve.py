@@ -115,19 +115,27 @@ def _cli(root: Path, *args: str) -> subprocess.CompletedProcess:
                           timeout=120, check=False)
 
 
-def test_query_commands(served: SimpleNamespace, tmp_path: Path) -> None:
+@pytest.fixture()
+def cli(anime_recs_cli):  # type: ignore[no-untyped-def]
+    """``anime-recs --root ROOT ...`` in this process; test_query_commands also runs two in a real subprocess."""
+    return lambda root, *args: anime_recs_cli("--root", str(root), *args)
+
+
+def test_query_commands(served: SimpleNamespace, tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
     similar = _cli(served.root, "similar", "cowboy bebop", "-n", "3", "--json")
     assert similar.returncode == 0, similar.stderr
     assert json.loads(similar.stdout)["query"]["Name"] == "Cowboy Bebop"
-    table = _cli(served.root, "recommend", "--user", str(FIRST_USER), "-n", "4", "--model", "v0")
+    unknown = _cli(served.root, "recommend", "--user", "42")
+    assert unknown.returncode == 2 and unknown.stderr.count("\n") == 1 and "unknown user id 42" in unknown.stderr, unknown.stderr
+    table = cli(served.root, "recommend", "--user", str(FIRST_USER), "-n", "4", "--model", "v0")
     assert table.returncode == 0 and "recommendations for user" in table.stdout and "Predicted rating" in table.stdout
-    users = _cli(served.root, "users", "--user", str(FIRST_USER), "--json")
+    users = cli(served.root, "users", "--user", str(FIRST_USER), "--json")
     assert len(json.loads(users.stdout)["results"]) == 10
     (tmp_path / "mine.csv").write_text("name,rating\nToradora,10\nClannad,9\n")
-    mine = json.loads(_cli(served.root, "recommend", "--ratings", str(tmp_path / "mine.csv"), "-n", "3", "--json").stdout)
+    mine = json.loads(cli(served.root, "recommend", "--ratings", str(tmp_path / "mine.csv"), "-n", "3", "--json").stdout)
     assert mine["used"] == 2 and all(GENRE_OF[r["MAL_ID"]] == "Romance" for r in mine["results"])
     (tmp_path / "animelist.xml").write_bytes(MAL_XML)
-    mal = _cli(served.root, "recommend", "--mal-export", str(tmp_path / "animelist.xml"), "-n", "3")
+    mal = cli(served.root, "recommend", "--mal-export", str(tmp_path / "animelist.xml"), "-n", "3")
     assert mal.returncode == 0 and "from your 2 ratings" in mal.stdout
 
 
@@ -139,8 +147,8 @@ def test_query_commands(served: SimpleNamespace, tmp_path: Path) -> None:
     (["recommend", "--ratings", "/nonexistent.csv"], "cannot read /nonexistent.csv"),
     (["similar", "Toradora", "--model", "v99"], "v99"),
 ])
-def test_query_commands_fail_in_one_line(served: SimpleNamespace, args: list[str], reason: str) -> None:
-    result = _cli(served.root, *args)
+def test_query_commands_fail_in_one_line(served: SimpleNamespace, args: list[str], reason: str, cli) -> None:  # type: ignore[no-untyped-def]
+    result = cli(served.root, *args)
     assert result.returncode != 0
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and reason in lines[0], result.stderr
