@@ -23,6 +23,7 @@ import pytest
 from anime_recs.errors import UserInputError
 from anime_recs.models import FAMILIES, Interactions, build_model, load_model
 from anime_recs.recommend import AnimeRecommender
+from anime_recs.recommend.newuser import RatingList, recommend_new_user
 
 GENRES = ("Action", "Romance", "Horror")
 N_PER = 12
@@ -187,3 +188,27 @@ def test_choosing_a_numpy_family_does_not_import_tensorflow() -> None:
               "build_model(pipeline_model_config('hybrid'))\nprint('tensorflow' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", script], check=True, capture_output=True, text=True).stdout.strip()
     assert out == "False"
+
+
+# ---------------------------------------------------------------------------- fold-in of new users
+
+
+def test_folding_in_a_training_user_ranks_like_the_trained_user(fitted: SimpleNamespace) -> None:
+    overlaps = []
+    for uid in WORLD.user_ids.tolist():
+        own = WORLD.raw[WORLD.raw["user_id"] == uid]
+        trained, _ = fitted.rec.recommend(uid, 10)
+        folded = recommend_new_user(fitted.rec, RatingList(own["anime_id"].tolist(), own["rating"].astype(float).tolist()), 10)
+        assert not set(folded["MAL_ID"]) & set(own["anime_id"])  # what they listed is never recommended
+        overlaps.append(len(set(trained.tolist()) & set(folded["MAL_ID"].tolist())) / 10)
+    assert np.mean(overlaps) >= 0.7, (fitted.family, np.mean(overlaps))
+
+
+def test_a_new_fan_of_one_cluster_gets_that_cluster(fitted: SimpleNamespace) -> None:
+    horror = [m for m, c in WORLD.anime_cluster.items() if c == 2][:4]
+    frame = recommend_new_user(fitted.rec, RatingList(horror, [10.0, 9.0, 9.0, 8.0]), 5)
+    assert len(frame) == 5
+    share = np.mean([WORLD.anime_cluster[m] == 2 for m in frame["MAL_ID"]])
+    assert share >= 0.6, (fitted.family, frame["MAL_ID"].tolist())
+    assert frame["Explanation"].str.startswith("like ").all()
+    assert frame["Predicted rating"].between(1, 10).all()
