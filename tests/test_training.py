@@ -84,7 +84,8 @@ def test_path_learns_and_beats_global_mean(path: str, data: tuple[RatingArrays, 
 
 
 def test_lazy_step_leaves_rows_outside_the_batch_untouched() -> None:
-    params = ModelParams(embedding_size=8, start_lr=1e-2)
+    # No XLA in the step tests: the head's compilation is what test_path_learns_and_beats_global_mean covers.
+    params = ModelParams(embedding_size=8, start_lr=1e-2, jit_compile=False)
     model = build_model(50, 40, params)
     before = {w.path: w.numpy().copy() for w in model.weights}
     trainer = LazyAdamTrainer(model, params)
@@ -107,7 +108,7 @@ def test_lazy_step_leaves_rows_outside_the_batch_untouched() -> None:
 
 
 def _dense_adam_case() -> tuple[ModelParams, RatingArrays]:
-    params = ModelParams(embedding_size=8, l2_reg_factor=1e-3, start_lr=1e-2)
+    params = ModelParams(embedding_size=8, l2_reg_factor=1e-3, start_lr=1e-2, jit_compile=False)
     rng = np.random.default_rng(0)
     users = np.concatenate([np.arange(20), rng.integers(0, 20, 44)]).astype(np.int32)
     anime = np.concatenate([np.arange(10), rng.integers(0, 10, 54)]).astype(np.int32)
@@ -223,7 +224,7 @@ def test_bad_inputs_are_user_errors(data: tuple[RatingArrays, RatingArrays]) -> 
 
 
 def test_lazy_step_grows_for_a_larger_batch_and_rejects_ids_outside_the_tables() -> None:
-    params = ModelParams(embedding_size=8, batch_size=4, start_lr=1e-2)
+    params = ModelParams(embedding_size=8, batch_size=4, start_lr=1e-2, jit_compile=False)
     trainer = LazyAdamTrainer(build_model(50, 40, params), params)
     rng = np.random.default_rng(1)
     big = RatingArrays(rng.integers(0, 50, 64).astype(np.int32), rng.integers(0, 40, 64).astype(np.int32),
