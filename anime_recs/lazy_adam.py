@@ -246,13 +246,11 @@ class LazyAdamTrainer(_CustomTrainer):
         self.users.reserve(batch_size)
         self.anime.reserve(batch_size)
 
-    def _prepare(self, users: np.ndarray, anime: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Contiguous int32 ids, checked against the tables, with scratch space for them."""
+    def _checked_ids(self, users: np.ndarray, anime: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Contiguous int32 ids, checked against the tables."""
         users, anime = np.ascontiguousarray(users, np.int32), np.ascontiguousarray(anime, np.int32)
         self.users.check_ids(users, "user")
         self.anime.check_ids(anime, "anime")
-        if len(users) > self.capacity:
-            self._reserve(len(users))
         return users, anime
 
     # ---- the head (TensorFlow, B numbers) ----------------------------------
@@ -309,7 +307,9 @@ class LazyAdamTrainer(_CustomTrainer):
 
     def step(self, batch: RatingArrays, lr: tf.Tensor) -> None:
         """One lazy-Adam step on ``batch``."""
-        users, anime = self._prepare(batch.user_idx, batch.anime_idx)
+        users, anime = self._checked_ids(batch.user_idx, batch.anime_idx)
+        if len(users) > self.capacity:
+            self._reserve(len(users))
         cosine, inv_u, inv_a, capped = self._cosines(users, anime)
         upstream, alpha = self._head_step(tf.constant(cosine), tf.constant(batch.rating, tf.float32), lr)
         upstream = upstream.numpy()
@@ -341,7 +341,8 @@ class LazyAdamTrainer(_CustomTrainer):
         self.anime.store_in_model()
 
     def _evaluate(self, users: np.ndarray, anime: np.ndarray, ratings: np.ndarray) -> np.ndarray:
-        users, anime = self._prepare(users, anime)
+        # Slices of at most batch_size rows: the step's scratch space fits them.
+        users, anime = self._checked_ids(users, anime)
         total = np.zeros(1 + len(self.metric_fns))
         size = self.params.batch_size
         for start in range(0, len(users), size):
