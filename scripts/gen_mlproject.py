@@ -104,6 +104,50 @@ def _top_levels() -> Mapping[str, list[str]]:
     return importlib.metadata.packages_distributions()
 
 
+class _ImportGraph(modulefinder.ModuleFinder):
+    """A ModuleFinder that remembers which module imports which, so every script shares one crawl of ``anime_recs``.
+
+    Each import statement is scanned once per module; the names it tries (found, excluded or
+    missing) become edges of its module, and a script reaches what its ``__main__`` reaches.
+    """
+
+    def __init__(self, **kwargs: object) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self.edges: dict[str, set[str]] = {}
+        self._callers: list[str] = []
+
+    def _safe_import_hook(self, name, caller, fromlist, level=-1):  # type: ignore[no-untyped-def]
+        self._callers.append(caller.__name__ if caller is not None else "__main__")
+        try:
+            return super()._safe_import_hook(name, caller, fromlist, level)
+        finally:
+            self._callers.pop()
+
+    def import_module(self, partname, fqname, parent):  # type: ignore[no-untyped-def]
+        if self._callers:
+            self.edges.setdefault(self._callers[-1], set()).add(fqname)
+        return super().import_module(partname, fqname, parent)
+
+    def reached_by(self, script: Path) -> set[str]:
+        """Every module name ``script`` can import, directly or through modules already crawled."""
+        self.edges.pop("__main__", None)
+        self.run_script(str(script))
+        seen, todo = set(), ["__main__"]
+        while todo:
+            for name in self.edges.get(todo.pop(), ()):
+                if name not in seen:
+                    seen.add(name)
+                    todo.append(name)
+        return seen
+
+
+@functools.cache
+def _import_graph() -> _ImportGraph:
+    top_levels = _top_levels()
+    excludes = [m for m in [*top_levels, *sys.stdlib_module_names] if m != "anime_recs"]
+    return _ImportGraph(path=[str(REPO), *sys.path], excludes=excludes)
+
+
 def imported_distributions(script: Path, pins: dict[str, str]) -> list[str]:
     """The pinned distributions whose modules ``script`` can import, directly or through ``anime_recs``.
 
@@ -111,11 +155,7 @@ def imported_distributions(script: Path, pins: dict[str, str]) -> list[str]:
     top-level name is all that matters (an unpinned one, e.g. scipy, comes with a pinned one).
     """
     top_levels = _top_levels()
-    ours = {"anime_recs"}
-    excludes = [m for m in [*top_levels, *sys.stdlib_module_names] if m not in ours]
-    finder = modulefinder.ModuleFinder(path=[str(REPO), *sys.path], excludes=excludes)
-    finder.run_script(str(script))
-    reached = {name.split(".")[0] for name in [*finder.modules, *finder.badmodules]}
+    reached = {name.split(".")[0] for name in _import_graph().reached_by(script)}
     return sorted({_normalise(d) for module in reached for d in top_levels.get(module, []) if _normalise(d) in pins})
 
 

@@ -15,6 +15,9 @@ from types import ModuleType
 
 import pytest
 
+#: Files run longest first under xdist (tests/durations.py).
+pytest_plugins = ["tests.durations"]
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 
