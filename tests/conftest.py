@@ -55,11 +55,25 @@ def fresh_mlflow_state() -> Iterator[None]:
 
 @pytest.fixture(scope="session")
 def empty_tracking_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An MLflow sqlite store with its tables created once per session (MLflow's migrations take ~2 s of CPU)."""
+    """An MLflow sqlite store with its tables created once per session (MLflow's migrations take ~2 s of CPU).
+
+    Under xdist the workers share one: the first to need it builds it (under a lock, published by a
+    rename) in the folder above their own temporary folders, which pytest shares between them.
+    """
+    import fcntl
+
     from mlflow.tracking import MlflowClient
 
-    db = tmp_path_factory.mktemp("tracking-template") / "mlflow.db"
-    MlflowClient(f"sqlite:///{db}").search_experiments()
+    shared = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        shared = shared.parent
+    db = shared / "tracking-template.db"
+    with open(shared / "tracking-template.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not db.is_file():
+            building = tmp_path_factory.mktemp("tracking-template") / "mlflow.db"
+            MlflowClient(f"sqlite:///{building}").search_experiments()
+            os.replace(building, db)
     return db
 
 
