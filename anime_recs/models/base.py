@@ -23,11 +23,13 @@ import logging
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 import numpy as np
-import pandas as pd
 import scipy.sparse as sp
+
+if TYPE_CHECKING:  # annotations only: a fresh process that loads a saved model skips pandas' ~0.4 s import
+    import pandas as pd
 
 from ..encoding import IdEncoder
 from ..errors import UserInputError
