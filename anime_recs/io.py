@@ -7,11 +7,12 @@ import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
-import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
+if TYPE_CHECKING:  # imported where used: loading a saved model (which writes with atomic_write) needs neither
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.parquet as pq
 
 ROW_GROUP = 2_000_000  # rows per parquet row group of big files: large enough to read fast, small enough to stream
 
@@ -60,6 +61,8 @@ class RowGroupWriter:
 
     def write(self, piece: pa.Table | pa.RecordBatch) -> None:
         """Add rows; full row groups are written at once."""
+        import pyarrow as pa
+
         table = piece if isinstance(piece, pa.Table) else pa.Table.from_batches([piece])
         self._pending.append(table)
         self._buffered += table.num_rows
@@ -67,6 +70,9 @@ class RowGroupWriter:
             self._flush(final=False)
 
     def _flush(self, final: bool) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
         table = pa.concat_tables(self._pending)
         cut = table.num_rows if final else table.num_rows // self.rows * self.rows
         if self._writer is None:
@@ -97,6 +103,8 @@ def write_json(data: Any, path: Path | str) -> Path:
 
 def format_table(frame: pd.DataFrame, max_rows: int = 30, max_colwidth: int = 40) -> str:
     """A plain-text table for the terminal, long cells shortened."""
+    import pandas as pd
+
     shown = frame.head(max_rows).copy()
     for column in shown.columns:
         if shown[column].dtype == object or pd.api.types.is_string_dtype(shown[column]):

@@ -97,7 +97,7 @@ def start_server(args: list[str], url: str, timeout: float = 90.0, env: dict[str
                 if response.status == 200:
                     return proc
         except OSError:
-            time.sleep(0.3)
+            time.sleep(0.05)  # a refused connection costs microseconds; 0.3 s polls idled ~0.15 s per start
     stop_server(proc)
     raise RuntimeError(f"server did not answer {url} within {timeout:.0f} s")
 

@@ -22,6 +22,14 @@ from tests.serve_world import FIRST_USER, free_port, publish_world, start_server
 GENRE_OF = {row.MAL_ID: row.Genres.split(",")[0] for row in world()[1].itertuples()}
 
 
+@pytest.fixture()
+def store(store_env: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """``store_env`` without W&B: these tests are about MLflow's registry (W&B logging is tested in
+    test_backends), and three offline W&B runs cost ~5 s of start-up and a service process."""
+    monkeypatch.setenv("ANIME_RECS_WANDB_MODE", "disabled")
+    return store_env
+
+
 def _register(root: Path, family: str = "hybrid", seed: int = 0) -> str:
     """Publish a world, then log + register its pyfunc model the way the neural_network step does."""
     ref = publish_world(root, family, seed)
@@ -47,11 +55,11 @@ def _aliases() -> dict[str, str]:
     return {alias: str(version) for alias, version in mlflow.MlflowClient().get_registered_model(NAME).aliases.items()}
 
 
-def test_champion_moves_only_when_not_worse(store_env: Path) -> None:
-    first = _register(store_env)
+def test_champion_moves_only_when_not_worse(store: Path) -> None:
+    first = _register(store)
     assert _aliases() == {"challenger": first}
     assert _gate(0.50)["gate.promoted"] == 1.0
-    second = _register(store_env, "ease", seed=1)
+    second = _register(store, "ease", seed=1)
     worse = _gate(0.40)
     assert worse["gate.promoted"] == 0.0 and worse["gate.champion_ndcg_at_10"] == pytest.approx(0.50)
     assert _aliases() == {"champion": first, "challenger": second}
@@ -64,8 +72,8 @@ def test_champion_moves_only_when_not_worse(store_env: Path) -> None:
     assert run.data.metrics["gate.challenger_ndcg_at_10"] == pytest.approx(0.5)
 
 
-def test_pyfunc_model_answers_in_process(store_env: Path) -> None:
-    version = _register(store_env)
+def test_pyfunc_model_answers_in_process(store: Path) -> None:
+    version = _register(store)
     model = mlflow.pyfunc.load_model(f"models:/{NAME}/{version}")
     import pandas as pd
 
@@ -85,8 +93,8 @@ def test_pyfunc_model_answers_in_process(store_env: Path) -> None:
 
 
 @pytest.mark.slow  # a real `mlflow models serve` process, like the `mlflow run` end-to-end tests
-def test_mlflow_models_serve_champion(store_env: Path) -> None:
-    _register(store_env)
+def test_mlflow_models_serve_champion(store: Path) -> None:
+    _register(store)
     _gate(0.3)
     port = free_port()
     base = f"http://127.0.0.1:{port}"

@@ -7,6 +7,7 @@ ANIME_RECS_SCREENSHOTS=docs/screenshots to refresh the committed ones).
 
 from __future__ import annotations
 
+import concurrent.futures
 import os
 import shutil
 import subprocess
@@ -21,6 +22,9 @@ from tests.serve_world import FIRST_USER, free_port, publish_world, start_server
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 GENRE_OF = {row.Name: row.Genres.split(",")[0] for row in world()[1].itertuples()}
+#: How often a wait re-checks the page: Selenium's default 0.5 s made each of the ~12 waits below
+#: sleep up to half a second after the page was already ready (the timeout stays 20 s).
+POLL = 0.05
 
 
 def _browser_installed() -> bool:
@@ -42,16 +46,30 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[object, 
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
-    root = tmp_path_factory.mktemp("page") / "artifacts"
-    publish_world(root)
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    proc = start_server([sys.executable, "-m", "anime_recs.cli", "--root", str(root), "serve", "--port", str(port)], f"{base}/api/info")
     options = webdriver.ChromeOptions()
     options.binary_location = str(CHROMIUM)
     for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--window-size=1280,1000"):
         options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
+    # The browser starts in a thread while the world is published and the server starts: neither
+    # needs the other until the first page load, and each takes a second or two.
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        starting = pool.submit(webdriver.Chrome, service=Service(str(CHROMEDRIVER)), options=options)
+        try:
+            root = tmp_path_factory.mktemp("page") / "artifacts"
+            publish_world(root)
+            port = free_port()
+            base = f"http://127.0.0.1:{port}"
+            proc = start_server([sys.executable, "-m", "anime_recs.cli", "--root", str(root), "serve", "--port", str(port)],
+                                f"{base}/api/info")
+        except BaseException:
+            if starting.exception() is None:
+                starting.result().quit()
+            raise
+        try:
+            driver = starting.result()
+        except BaseException:
+            stop_server(proc)
+            raise
     driver.implicitly_wait(0)
     try:
         yield driver, base
@@ -72,7 +90,7 @@ def test_rate_a_few_anime_and_get_recommendations(browser: tuple[object, str], t
     from selenium.webdriver.support.ui import Select, WebDriverWait
 
     driver, base = browser
-    wait = WebDriverWait(driver, 20)
+    wait = WebDriverWait(driver, 20, poll_frequency=POLL)
     driver.get(base)  # type: ignore[attr-defined]
     wait.until(lambda d: "anime_nn_embeddings:v" in d.find_element(By.ID, "version").text)
 
@@ -111,7 +129,7 @@ def test_known_user_page_and_errors(browser: tuple[object, str], tmp_path: Path)
     from selenium.webdriver.support.ui import WebDriverWait
 
     driver, base = browser
-    wait = WebDriverWait(driver, 20)
+    wait = WebDriverWait(driver, 20, poll_frequency=POLL)
     driver.get(base)  # type: ignore[attr-defined]
     box = driver.find_element(By.ID, "user-id")  # type: ignore[attr-defined]
     box.send_keys("42")
