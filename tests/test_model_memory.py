@@ -33,7 +33,7 @@ def test_estimate_bounds_the_measured_peak(family: str) -> None:
     config = {"ease": {}, "neighbourhood": als, "hybrid": {"rating": als}}[family]
     model = build_model({"family": family, **config})
     estimate = model.memory_estimate(*data.shape, len(data))
-    import sklearn.utils.extmath  # noqa: F401 - a first import allocates ~40 MB of module objects, not the fit's memory
+    import scipy.linalg  # noqa: F401 - a first import allocates module objects, not the fit's memory
 
     tracemalloc.start()
     try:
@@ -102,3 +102,17 @@ def test_blend_features_by_block_equal_the_whole_block(monkeypatch: pytest.Monke
     expected = whole[np.searchsorted(np.unique(users), users), items]
     monkeypatch.setattr(nb, "_BLOCK_ELEMENTS", 3 * 60 * 7)  # 7 users per block
     np.testing.assert_allclose(parts.features_at(users, items), expected, atol=1e-6)
+
+
+@pytest.mark.parametrize(("shape", "dtype"), [((300, 120), np.float32), ((80, 200), np.float64)])
+def test_randomized_svd_equals_scikit_learns(shape: tuple[int, int], dtype: type) -> None:
+    # Ours replaced sklearn.utils.extmath.randomized_svd (whose import cost 1.5-2 s per process): saved
+    # models and the README's tables were computed with it, so it must give the same vectors.
+    from sklearn.utils.extmath import randomized_svd as sklearn_svd
+
+    from anime_recs.models.base import randomized_svd
+
+    X = sp.random(*shape, density=0.1, random_state=5, format="csr", dtype=dtype)
+    for ours, theirs in zip(randomized_svd(X, 16, n_iter=7, seed=3), sklearn_svd(X, 16, n_iter=7, random_state=3)):
+        assert ours.dtype == theirs.dtype
+        np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-6)
