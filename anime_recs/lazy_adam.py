@@ -242,11 +242,13 @@ class LazyAdamTrainer(_CustomTrainer):
         vec = tf.TensorSpec([None], tf.float32)
         # Traced once, called as concrete functions: half the per-call overhead of a tf.function
         # (which matters with small batches). Validation runs once an epoch on slices of two sizes:
-        # compiling it with XLA would cost more than it saves.
-        self._head_step = tf.function(self._head_step_fn, jit_compile=jit).get_concrete_function(
+        # compiling it with XLA would cost more than it saves. No AutoGraph: neither function (nor the
+        # Keras layers and losses they call) branches or loops on tensors, so converting them only
+        # added ~0.5-0.9 s of tracing per fit; the graphs and the trained weights are bit-identical.
+        self._head_step = tf.function(self._head_step_fn, jit_compile=jit, autograph=False).get_concrete_function(
             vec, vec, tf.TensorSpec([], tf.float32)
         )
-        self._head_eval = tf.function(self._head_eval_fn, jit_compile=False).get_concrete_function(vec, vec)
+        self._head_eval = tf.function(self._head_eval_fn, jit_compile=False, autograph=False).get_concrete_function(vec, vec)
         self.load_from_model()
 
     def _reserve(self, batch_size: int) -> None:
