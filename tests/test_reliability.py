@@ -136,7 +136,11 @@ def test_sample_size_below_one_is_refused(size: str, store: ArtifactStore, capsy
 
 # ---------------------------------------------------------------- downloads over http
 class _Handler(http.server.BaseHTTPRequestHandler):
-    """/html.csv: 200 with an HTML page; /trickle.csv: a CSV header, then one byte a second."""
+    """/html.csv: 200 with an HTML page; /trickle.csv: a CSV header, one byte every ``TRICKLE`` seconds."""
+
+    # A byte every 50 ms never trips a per-read timeout (the deadlines below are 12-16 bytes long), so only
+    # the overall deadline can end the download; the test waits ~1.5 s in all instead of ~4 s at a byte a second.
+    TRICKLE = 0.05
 
     def do_GET(self) -> None:  # noqa: N802 - the http.server API
         if self.path.startswith("/html"):
@@ -154,7 +158,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             for byte in STATS_HEADER.encode() * 100:
                 self.wfile.write(bytes([byte]))
                 self.wfile.flush()
-                time.sleep(1.0)
+                time.sleep(self.TRICKLE)
         except (BrokenPipeError, ConnectionResetError):
             return
 
@@ -186,13 +190,14 @@ def test_http_url_answering_with_html_is_one_line(server: str, store: ArtifactSt
 def test_trickling_server_hits_the_overall_deadline(server: str, store: ArtifactStore, tmp_path: Path,
                                                     capsys: pytest.CaptureFixture[str]) -> None:
     # Regression: a server sending a byte a second kept the download going forever (only a per-read timeout).
+    # Deadlines of 0.8 s and 0.6 s: each still 12+ trickled bytes long (see _Handler.TRICKLE).
     started = time.monotonic()
-    with pytest.raises(UserInputError, match=r"did not finish within 2 s") as info:
-        fetch(f"{server}/trickle.csv", tmp_path / "out.csv", timeout=5, progress=False, deadline=2)
+    with pytest.raises(UserInputError, match=r"did not finish within 0\.8 s") as info:
+        fetch(f"{server}/trickle.csv", tmp_path / "out.csv", timeout=5, progress=False, deadline=0.8)
     assert time.monotonic() - started < 6 and "\n" not in str(info.value)
     assert not (tmp_path / "out.csv").exists()
-    line = download_error(capsys, "--stats_url", f"{server}/trickle.csv", "--download_timeout", "1.5")
-    assert "did not finish within 1.5 s" in line and "data.download_timeout" in line
+    line = download_error(capsys, "--stats_url", f"{server}/trickle.csv", "--download_timeout", "0.6")
+    assert "did not finish within 0.6 s" in line and "data.download_timeout" in line
     assert store.names() == []
 
 
