@@ -17,11 +17,14 @@ from anime_recs.errors import ArtifactError
 from tests.conftest import REPO, step_module
 
 CONFIG = str(REPO / "config" / "config.yaml")
+# The default family (hybrid) with 2 ALS sweeps of 16 factors instead of 10 of 64: these tests check what the
+# steps publish and record, not the model's quality (fitting it twice, in neural_network and evaluate, was ~2 s).
+CHEAP_HYBRID = "rating.iterations=2 rating.factors=16"
 ARGS = {
     "download": ["--sample_users", "200", "--sample_anime", "150", "--sample_mean_items", "30"],
     "preprocess": ["--num_reviews", "5"],
-    "neural_network": ["--model_config", CONFIG],
-    "evaluate": ["--model_config", CONFIG],
+    "neural_network": ["--model_config", CONFIG, "--overrides", CHEAP_HYBRID],
+    "evaluate": ["--model_config", CONFIG, "--overrides", CHEAP_HYBRID],
     "similar_anime": ["--anime_query", "Rental Magica"],
     "similar_users": ["--user_query", "null", "--random_user", "true"],
     "user_prefs": [],
@@ -97,7 +100,8 @@ def test_only_the_chief_worker_publishes(ran: tuple[ArtifactStore, dict[str, str
     import anime_recs.model
 
     monkeypatch.setattr(anime_recs.model, "is_chief", lambda strategy: False)  # as worker 1 of a cluster sees it
-    overrides = f"{NETWORK} stream_above_rows={stream} {_network_outputs('worker1')}"
+    # One epoch of 1024-row batches: what a worker publishes does not depend on how long it trained.
+    overrides = f"{NETWORK} epochs=1 batch_size=1024 stream_above_rows={stream} {_network_outputs('worker1')}"
     step_module("neural_network").main(["--model_config", CONFIG, "--overrides", overrides])
     store, _ = ran
     with pytest.raises(ArtifactError):
