@@ -22,6 +22,21 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def one_numba_thread() -> None:
+    """One Numba thread per test process, as test.sh gives each one BLAS and one TensorFlow op thread.
+
+    xdist runs a worker per core, and the fast path's kernels open a parallel region about three times
+    a step: with a thread per core in every worker, each region waits at its barrier for a thread that
+    another process has preempted (a 4-epoch fit of tests/test_training.py took 5-15 s instead of about
+    1.5 s on the 2-core machine). The results do not depend on the thread count, and
+    test_lazy_step_does_not_depend_on_the_thread_count checks that with every thread Numba has.
+    """
+    import numba
+
+    numba.set_num_threads(1)
+
+
 @pytest.fixture(autouse=True)
 def download_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Each test downloads through a cache of its own (never the user's ~/.cache)."""

@@ -137,6 +137,8 @@ def test_lazy_step_does_not_depend_on_the_thread_count() -> None:
 
     params, batch = _dense_adam_case()
     tables = []
+    # All of Numba's threads (a thread per core), whatever the session runs with (conftest: one).
+    previous = numba.get_num_threads()
     for threads in (1, numba.config.NUMBA_NUM_THREADS):
         numba.set_num_threads(threads)
         try:
@@ -144,7 +146,7 @@ def test_lazy_step_does_not_depend_on_the_thread_count() -> None:
             for _ in range(3):
                 trainer.step(batch, tf.constant(1e-2))
         finally:
-            numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+            numba.set_num_threads(previous)
         tables.append((trainer.users.values.copy(), trainer.anime.values.copy()))
     for one, many in zip(*tables):
         np.testing.assert_array_equal(one, many)
