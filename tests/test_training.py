@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -14,18 +16,47 @@ from anime_recs.errors import UserInputError
 from anime_recs.lazy_adam import LazyAdamTrainer
 from anime_recs.model import ModelParams, build_model
 from anime_recs.synthetic import latent_factor_ratings
-from anime_recs.training import BEST_WEIGHTS, LAST_WEIGHTS, STATE_JSON, train_model
+from anime_recs.training import BEST_WEIGHTS, LAST_WEIGHTS, STATE_JSON, TrainResult, train_model
 
 N_USERS, N_ANIME = 300, 120
 
 # Learning rates far above the original's 1e-5 so a few small epochs learn.
-SMALL = dict(embedding_size=16, batch_size=500, epochs=4, start_lr=2e-2, max_lr=2e-2, min_lr=2e-3, rampup_epochs=0, exp_decay=0.7)
+SMALL = {"embedding_size": 16, "batch_size": 500, "epochs": 4, "start_lr": 2e-2, "max_lr": 2e-2, "min_lr": 2e-3,
+         "rampup_epochs": 0, "exp_decay": 0.7}
 
 
 @pytest.fixture(scope="module")
 def data() -> tuple[RatingArrays, RatingArrays]:
     rows = latent_factor_ratings(N_USERS, N_ANIME, 24_000, dim=4, noise=0.05, seed=3)
     return rows.take(np.arange(21_000)), rows.take(np.arange(21_000, 24_000))
+
+
+Fitted = tuple[TrainResult, list[int], Path]
+
+
+@pytest.fixture(scope="module")
+def fitted(data: tuple[RatingArrays, RatingArrays], tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Fitted]:
+    """``fitted(path)``: the 4-epoch SMALL fit of ``path`` with checkpoints, run once per module.
+
+    Returns the result, the epochs ``on_epoch_end`` saw and the checkpoint folder (resume a copy of it).
+    test_path_learns_and_beats_global_mean checks what the fit learned, and
+    test_keras_path_resume_continues_from_saved_epoch resumes it instead of training a run of its own.
+    """
+    runs: dict[str, Fitted] = {}
+
+    def fit(path: str) -> Fitted:
+        if path not in runs:
+            train, val = data
+            seen: list[int] = []
+            checkpoint_dir = tmp_path_factory.mktemp(f"fitted-{path}")
+            result = train_model(
+                train, val, N_USERS, N_ANIME, ModelParams(**SMALL, training_path=path), checkpoint_dir=checkpoint_dir,
+                on_epoch_end=lambda epoch, row: seen.append(epoch), verbose=False,
+            )  # fmt: skip
+            runs[path] = (result, seen, checkpoint_dir)
+        return runs[path]
+
+    return fit
 
 
 def _mean_predictor_mse(train: RatingArrays, val: RatingArrays) -> float:
@@ -59,13 +90,11 @@ def test_latent_factor_ratings_contract() -> None:
 
 
 @pytest.mark.parametrize("path", ["fast", "keras"])
-def test_path_learns_and_beats_global_mean(path: str, data: tuple[RatingArrays, RatingArrays]) -> None:
+def test_path_learns_and_beats_global_mean(
+    path: str, data: tuple[RatingArrays, RatingArrays], fitted: Callable[[str], Fitted]
+) -> None:
     train, val = data
-    seen: list[int] = []
-    result = train_model(
-        train, val, N_USERS, N_ANIME, ModelParams(**SMALL, training_path=path),
-        on_epoch_end=lambda epoch, row: seen.append(epoch), verbose=False,
-    )  # fmt: skip
+    result, seen, _ = fitted(path)
     history = result.history
     assert seen == [0, 1, 2, 3]
     assert list(history["epoch"]) == [0, 1, 2, 3]
@@ -181,20 +210,23 @@ def test_fast_path_resume_continues_from_saved_epoch(tmp_path: Path, data: tuple
     assert resumed.history["val_loss"].iloc[1] != pytest.approx(first.history["val_loss"].iloc[0], rel=1e-3)
 
 
-def test_keras_path_resume_continues_from_saved_epoch(tmp_path: Path, data: tuple[RatingArrays, RatingArrays]) -> None:
+def test_keras_path_resume_continues_from_saved_epoch(
+    tmp_path: Path, data: tuple[RatingArrays, RatingArrays], fitted: Callable[[str], Fitted]
+) -> None:
     train, val = data
-    base = {**SMALL, "training_path": "keras", "patience": 10}
-    train_model(train, val, N_USERS, N_ANIME, ModelParams(**{**base, "epochs": 2}), checkpoint_dir=tmp_path, verbose=False)
+    # The run to resume is the learning test's finished 4-epoch fit (a keras fit of its own cost ~2 s of CPU,
+    # most of it tracing); a copy, so that fit's checkpoint stays as it was.
+    checkpoint_dir = shutil.copytree(fitted("keras")[2], tmp_path / "ckpt")
     seen: list[int] = []
     resumed = train_model(
-        train, val, N_USERS, N_ANIME, ModelParams(**{**base, "epochs": 3}), checkpoint_dir=tmp_path, resume=True,
-        on_epoch_end=lambda epoch, row: seen.append(epoch), verbose=False,
+        train, val, N_USERS, N_ANIME, ModelParams(**{**SMALL, "training_path": "keras", "patience": 10, "epochs": 5}),
+        checkpoint_dir=checkpoint_dir, resume=True, on_epoch_end=lambda epoch, row: seen.append(epoch), verbose=False,
     )  # fmt: skip
-    assert seen == [2]
-    assert list(resumed.history["epoch"]) == [0, 1, 2]
-    assert resumed.history["lr"].iloc[2] == pytest.approx(SMALL["min_lr"] + (SMALL["max_lr"] - SMALL["min_lr"]) * 0.7**2)
+    assert seen == [4]
+    assert list(resumed.history["epoch"]) == [0, 1, 2, 3, 4]
+    assert resumed.history["lr"].iloc[4] == pytest.approx(SMALL["min_lr"] + (SMALL["max_lr"] - SMALL["min_lr"]) * 0.7**4)
     # Optimizer state came back too: Adam's step counter continued.
-    assert int(resumed.model.optimizer.iterations.numpy()) == 3 * int(np.ceil(len(train) / SMALL["batch_size"]))
+    assert int(resumed.model.optimizer.iterations.numpy()) == 5 * int(np.ceil(len(train) / SMALL["batch_size"]))
 
 
 @pytest.mark.parametrize("path", ["fast", "keras"])
