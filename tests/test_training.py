@@ -149,6 +149,8 @@ def test_lazy_step_equals_dense_adam_when_every_row_is_in_the_batch() -> None:
     # Keras' dense Adam + L2 on the whole table (duplicate rows in the batch add up).
     params, batch = _dense_adam_case()
     reference, ours = build_model(20, 10, params), build_model(20, 10, params)
+    # Keras' own train step, run eagerly: tracing it for four steps cost ~1 s of CPU, the same ops run either way.
+    reference.run_eagerly = True
     trainer = LazyAdamTrainer(ours, params)
     for _ in range(4):
         reference.train_on_batch({"user": batch.user_idx[:, None], "anime": batch.anime_idx[:, None]}, batch.rating[:, None])
