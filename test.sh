@@ -6,7 +6,9 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 source scripts/bootstrap.sh
-# One BLAS thread and one TensorFlow op thread per process: with one worker per core, more threads only
-# spin against each other (a fifth of the suite's CPU time went there). Set them to override.
-export OPENBLAS_NUM_THREADS="${OPENBLAS_NUM_THREADS:-1}" TF_NUM_INTRAOP_THREADS="${TF_NUM_INTRAOP_THREADS:-1}"
+# One BLAS thread and one TensorFlow thread of each kind per process (Numba: tests/conftest.py): with one
+# worker per core, more threads only spin against each other (a fifth of the suite's CPU time went there).
+# Set them to override.
+export OPENBLAS_NUM_THREADS="${OPENBLAS_NUM_THREADS:-1}" TF_NUM_INTRAOP_THREADS="${TF_NUM_INTRAOP_THREADS:-1}" \
+    TF_NUM_INTEROP_THREADS="${TF_NUM_INTEROP_THREADS:-1}"
 python -m pytest -q -n auto --maxprocesses 4 --dist loadfile --no-loadscope-reorder "$@"
