@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import http.server
 import importlib.util
 import os
 import shutil
 import sqlite3
 import subprocess
 import sys
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
 
@@ -163,6 +165,23 @@ def anime_recs_cli(capsys: pytest.CaptureFixture[str]):  # type: ignore[no-untyp
         return subprocess.CompletedProcess(list(argv), code, out.out, out.err)
 
     return run
+
+
+@contextlib.contextmanager
+def serving(handler: Callable[..., http.server.BaseHTTPRequestHandler]) -> Iterator[str]:
+    """A real HTTP server with ``handler`` on 127.0.0.1 (a free port, a thread per request) while the block runs.
+
+    Yields its base URL. It checks for shutdown every 20 ms (the default 0.5 s made every teardown wait).
+    """
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def child_env(**extra: str) -> dict[str, str]:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import http.server
 import json
 import socket
-import threading
 import time
 import urllib.parse
 from collections.abc import Iterator
@@ -29,6 +28,7 @@ import pandas as pd
 
 from anime_recs.data import UNKNOWN
 from anime_recs.mal.mapping import LIST_STATUS, MEDIA_TYPES, RATINGS, SOURCES
+from tests.conftest import serving
 
 ALWAYS = ("id", "title", "main_picture")
 
@@ -162,16 +162,8 @@ def _handler(fake: FakeMal) -> type[http.server.BaseHTTPRequestHandler]:
 @contextmanager
 def serve(fake: FakeMal) -> Iterator[FakeMal]:
     """Run the fake API on 127.0.0.1 (a free port) while the block runs; ``fake.base_url`` is its ``/v2`` root."""
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _handler(fake))
-    server.daemon_threads = True
-    fake.base_url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
-    thread.start()
-    try:
+    with serving(_handler(fake)) as fake.base_url:
         yield fake
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def api_root(fake: FakeMal) -> str:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import http.server
 import socket
-import threading
 from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
@@ -16,6 +15,7 @@ import pytest
 
 from anime_recs.download import csv_to_parquet, fetch, source_kind
 from anime_recs.errors import UserInputError
+from tests.conftest import serving
 
 
 @pytest.fixture()
@@ -25,14 +25,8 @@ def http_root(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     folder.mkdir()
     handler = partial(http.server.SimpleHTTPRequestHandler, directory=str(folder))
     handler.log_message = lambda *a, **k: None  # type: ignore[method-assign]
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", folder
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(handler) as url:
+        yield url, folder
 
 
 def test_source_kinds() -> None:
@@ -138,10 +132,8 @@ class FlakyRangeHandler(http.server.BaseHTTPRequestHandler):
 def test_broken_download_resumes_and_a_second_fetch_uses_the_cache(tmp_path: Path, download_cache: Path) -> None:
     FlakyRangeHandler.payload = bytes(range(256)) * 8_000  # 2 MB
     FlakyRangeHandler.requests = []
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), FlakyRangeHandler)
-    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
-    url = f"http://127.0.0.1:{server.server_address[1]}/stats.parquet"
-    try:
+    with serving(FlakyRangeHandler) as root:
+        url = f"{root}/stats.parquet"
         first = fetch(url, tmp_path / "first.bin", progress=False)
         assert first.read_bytes() == FlakyRangeHandler.payload
         assert FlakyRangeHandler.requests[1]["Range"] == f"bytes={len(FlakyRangeHandler.payload) // 2}-"  # resumed, not restarted
@@ -151,6 +143,3 @@ def test_broken_download_resumes_and_a_second_fetch_uses_the_cache(tmp_path: Pat
         assert second.stat().st_ino == first.stat().st_ino  # one copy on disk, shared with the cache
         (cached,) = download_cache.glob("*/data")
         assert cached.stat().st_ino == first.stat().st_ino
-    finally:
-        server.shutdown()
-        server.server_close()

@@ -10,11 +10,9 @@ import gzip
 import http.server
 import json
 import os
-import socketserver
 import sqlite3
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,7 +26,7 @@ from anime_recs.errors import ArtifactError, UserInputError, one_line, plain
 from anime_recs.pipeline import check_inputs, pin_inputs
 from anime_recs.preprocess import PreprocessOptions, preprocess
 from anime_recs.sample import make_sample
-from tests.conftest import REPO, child_env, step_module
+from tests.conftest import REPO, child_env, serving, step_module
 
 STATS_HEADER = "user_id,anime_id,rating,watching_status,watched_episodes\n"
 SMALL = ["--sample_users", "50", "--sample_anime", "40", "--sample_mean_items", "10"]
@@ -169,15 +167,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 @pytest.fixture()
 def server() -> Iterator[str]:
     """A real HTTP server on 127.0.0.1 (threads, so a trickling response does not block the test)."""
-    httpd = socketserver.ThreadingTCPServer(("127.0.0.1", 0), _Handler)
-    httpd.daemon_threads = True
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
+    with serving(_Handler) as url:
+        yield url
 
 
 def test_http_url_answering_with_html_is_one_line(server: str, store: ArtifactStore, capsys: pytest.CaptureFixture[str]) -> None:
