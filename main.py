@@ -12,9 +12,9 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from anime_recs.config import setup_logging
-from anime_recs.errors import UserInputError, one_line
-from anime_recs.pipeline import run_pipeline, split_overrides
+from anime_recs.core.config import setup_logging
+from anime_recs.core.errors import UserInputError, one_line
+from anime_recs.pipeline.run import run_pipeline, split_overrides
 
 PROJECT_DIR = Path(__file__).resolve().parent
 

@@ -11,4 +11,6 @@ source scripts/bootstrap.sh
 # Set them to override.
 export OPENBLAS_NUM_THREADS="${OPENBLAS_NUM_THREADS:-1}" TF_NUM_INTRAOP_THREADS="${TF_NUM_INTRAOP_THREADS:-1}" \
     TF_NUM_INTEROP_THREADS="${TF_NUM_INTEROP_THREADS:-1}"
+# The architecture first (seconds): the layers and no-cycles contracts of pyproject.toml [tool.importlinter].
+lint-imports --no-cache >/dev/null || { lint-imports --no-cache; exit 1; }
 python -m pytest -q -n auto --maxprocesses 4 --dist loadfile --no-loadscope-reorder "$@"

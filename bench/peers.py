@@ -63,10 +63,10 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # run as a plain script from a checkout
     sys.path.insert(0, str(REPO))
 
-from anime_recs.config import make_parser, setup_logging
-from anime_recs.datasets import DATASETS, BenchData, default_data_dir, pipeline_model_config
-from anime_recs.encoding import IdEncoder
-from anime_recs.errors import UserInputError
+from anime_recs.core.config import make_parser, setup_logging
+from anime_recs.evaluation.datasets import DATASETS, BenchData, default_data_dir, pipeline_model_config
+from anime_recs.core.encoding import IdEncoder
+from anime_recs.core.errors import UserInputError
 from anime_recs.evaluation import (
     DEFAULT_COLUMNS,
     Columns,

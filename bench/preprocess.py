@@ -44,9 +44,9 @@ def synthetic_stats(rows: int, n_users: int, n_anime: int, seed: int = 0) -> tup
 
 CHILD = """
 import json, resource, sys, time
-from anime_recs.data import load_stats
-from anime_recs.io import write_parquet
-from anime_recs.preprocess import PreprocessOptions, preprocess
+from anime_recs.data.files import load_stats
+from anime_recs.core.io import write_parquet
+from anime_recs.data.preprocess import PreprocessOptions, preprocess
 import pandas as pd
 start = time.perf_counter()
 stats = load_stats(sys.argv[1])
@@ -93,7 +93,7 @@ def main() -> None:
     rows_per_s = args.rows / result["seconds"]
 
     sub = stats.iloc[: args.rowloop_rows]
-    from anime_recs.preprocess import half_watched_mask
+    from anime_recs.data.preprocess import half_watched_mask
 
     start = time.perf_counter()
     vectorised = sub[~half_watched_mask(sub, anime)]

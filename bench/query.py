@@ -41,8 +41,8 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from anime_recs.encoding import IdEncoder  # noqa: E402
-from anime_recs.embeddings import PredictionHead  # noqa: E402
+from anime_recs.core.encoding import IdEncoder  # noqa: E402
+from anime_recs.models.network.embeddings import PredictionHead  # noqa: E402
 from anime_recs.models.original import OriginalNetwork  # noqa: E402
 from anime_recs.recommend import AnimeRecommender  # noqa: E402
 

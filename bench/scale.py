@@ -36,7 +36,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from anime_recs.synthetic import FULL_ANIME, FULL_ROWS, FULL_USERS
+from anime_recs.data.synthetic import FULL_ANIME, FULL_ROWS, FULL_USERS
 
 # Outside the checkout (about 6 GB with the stages' outputs); ANIME_RECS_SCALE_DATA moves it.
 DEFAULT_OUT = Path(os.environ.get("ANIME_RECS_SCALE_DATA", Path.home() / ".cache" / "anime_recs" / "scale")) / "animelist.csv"
@@ -54,15 +54,15 @@ print(json.dumps({"seconds": time.perf_counter() - start, "rows": rows,
                   "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2}))
 """
 CONVERT = """
-from anime_recs.data import validate_file
-from anime_recs.download import csv_to_parquet
+from anime_recs.data.files import validate_file
+from anime_recs.data.download import csv_to_parquet
 csv_to_parquet(Path(args["csv"]), Path(args["parquet"]))
 rows = validate_file("stats", Path(args["parquet"]))
 """
 PREPROCESS = """
-from anime_recs.data import load_anime
-from anime_recs.preprocess import PreprocessOptions
-from anime_recs.preprocess_file import preprocess_file
+from anime_recs.data.files import load_anime
+from anime_recs.data.preprocess import PreprocessOptions
+from anime_recs.data.preprocess_file import preprocess_file
 options = PreprocessOptions(num_reviews=args["num_reviews"], drop_half_watched=True, drop_unwatched=True, drop_plan=True)
 result = preprocess_file(Path(args["parquet"]), Path(args["clean"]), options, load_anime(args["anime"]),
                          memory_limit_gb=args["memory_limit_gb"])
@@ -73,7 +73,7 @@ rows = result.rows
 # loading cost depends on the shapes, not on what was learnt), saved as the neural_network step saves it.
 LOAD_SETUP = """
 import numpy as np, pyarrow.parquet as pq
-from anime_recs.encoding import IdEncoder
+from anime_recs.core.encoding import IdEncoder
 from anime_recs.models.original import OriginalNetwork
 from bench.query import SIGMOID_HEAD, _unit_rows
 ids = pq.read_table(args["clean"], columns=["user_id", "anime_id"])
@@ -85,9 +85,9 @@ model = OriginalNetwork.from_embeddings(_unit_rows(rng, len(users), 128), _unit_
 model.save(Path(args["model"]))
 rows = len(users)
 """
-# What the recommender steps do before answering (anime_recs.steps.recommend.load_recommender, without the store).
+# What the recommender steps do before answering (anime_recs.pipeline.steps.recommend.load_recommender, without the store).
 LOAD = """
-from anime_recs.data import load_anime
+from anime_recs.data.files import load_anime
 from anime_recs.models import load_model
 from anime_recs.recommend import AnimeRecommender
 from anime_recs.recommend.interactions import read_ratings
@@ -110,9 +110,9 @@ class Measured:
 
 def make(args: argparse.Namespace) -> None:
     """Write the synthetic ``animelist.csv`` and its ``all_anime.csv`` beside it."""
-    from anime_recs.io import write_csv
-    from anime_recs.sample import make_sample
-    from anime_recs.synthetic import write_animelist_csv
+    from anime_recs.core.io import write_csv
+    from anime_recs.data.sample import make_sample
+    from anime_recs.data.synthetic import write_animelist_csv
 
     out = Path(args.out)
     catalogue = make_sample(n_users=50, n_anime=args.anime, mean_items=5, seed=args.seed).all_anime

@@ -51,7 +51,7 @@ def run_server(args: argparse.Namespace) -> None:
     import uvicorn
     from threadpoolctl import threadpool_limits
 
-    from anime_recs.encoding import IdEncoder
+    from anime_recs.core.encoding import IdEncoder
     from anime_recs.models.original import OriginalNetwork
     from anime_recs.serve.ann import IndexedRecommender
     from anime_recs.serve.app import create_app

@@ -8,7 +8,7 @@ measured per variant:
 (a) ``keras``: ``training_path='keras'``: plain ``model.fit`` on numpy arrays,
     stock Adam, no XLA, exactly as the original ran;
 (b) ``fast``: our default ``training_path='fast'`` (lazy Adam on the touched
-    rows in place, :mod:`anime_recs.lazy_adam`);
+    rows in place, :mod:`anime_recs.models.network.lazy_adam`);
 (a') and (b'): the same two with ``TF_CPU_ALLOCATOR_USE_BFC=true``, the
     allocator our entry points set. (a') vs (b') is the like-for-like
     comparison and the default; (a) vs (b) shows how much TensorFlow's default
@@ -23,7 +23,7 @@ second view that other jobs on the machine disturb less), the validation BCE aft
 ``train_model`` wall time. The validation BCE is the data term only (no L2
 penalty), BatchNormalization in inference mode, and is computed *the same way
 for both*: after every epoch the last-epoch checkpoint is loaded into a fresh
-model and scored in NumPy (:class:`anime_recs.embeddings.PredictionHead`);
+model and scored in NumPy (:class:`anime_recs.models.network.embeddings.PredictionHead`);
 ``hist`` is each path's own history ``val_loss``, for cross-checking. The
 last line is ``speedup=<x> val_loss_delta_pct=<y>``: samples/s of (b') over
 (a'), like for like (or of (b) over (a) when only those two ran); positive
@@ -99,8 +99,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def numpy_val_bce(weights_file: Path, n_users: int, n_anime: int, params, val) -> float:  # type: ignore[no-untyped-def]
     """Validation BCE of a checkpoint, scored in NumPy: identical code for both variants."""
-    from anime_recs.embeddings import PredictionHead, extract_embeddings
-    from anime_recs.model import build_model
+    from anime_recs.models.network.embeddings import PredictionHead, extract_embeddings
+    from anime_recs.models.network.architecture import build_model
 
     model = build_model(n_users, n_anime, params)
     with warnings.catch_warnings():
@@ -118,9 +118,10 @@ def numpy_val_bce(weights_file: Path, n_users: int, n_anime: int, params, val) -
 
 def run_worker(args: argparse.Namespace) -> None:
     """Train one variant and write its numbers to ``args.result``."""
-    from anime_recs.model import ModelParams
-    from anime_recs.synthetic import latent_factor_ratings
-    from anime_recs.training import LAST_WEIGHTS, train_model
+    from anime_recs.models.network.architecture import ModelParams
+    from anime_recs.data.synthetic import latent_factor_ratings
+    from anime_recs.models.network.trainer import LAST_WEIGHTS
+    from anime_recs.models.network.training import train_model
 
     data = latent_factor_ratings(args.users, args.anime, args.rows, seed=args.seed)
     split = args.rows - args.val_rows

@@ -1,7 +1,7 @@
 """One training epoch streamed from a preprocessed parquet: seconds per epoch and peak RSS.
 
 The ``train`` stage of the scale benchmark (issue 10): the same code path as the neural_network step
-above ``model.stream_above_rows`` (:class:`anime_recs.streaming.ParquetRatings` → ``train_model``),
+above ``model.stream_above_rows`` (:class:`anime_recs.data.streaming.ParquetRatings` → ``train_model``),
 the original architecture (embedding 128, batch 10,000) on whatever users and anime the file holds.
 Run it in a process of its own: peak RSS is the process's (``ru_maxrss``). ``bench/scale.py`` can
 call :func:`train_epoch` in a subprocess or run this script and parse its last line::
@@ -43,7 +43,7 @@ def make_parquet(path: Path, rows: int, users: int, anime: int, seed: int = 0) -
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from anime_recs.synthetic import latent_factor_ratings
+    from anime_recs.data.synthetic import latent_factor_ratings
 
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
@@ -73,9 +73,9 @@ def train_epoch(path: Path, batch_size: int = 10_000, embedding_size: int = 128,
         carries tracing and XLA compilation), ``train_rss_gb`` (peak of this process), ``train_rows``,
         ``users``, ``anime``, ``loss`` (of the last epoch).
     """
-    from anime_recs.model import ModelParams
-    from anime_recs.streaming import ParquetRatings, StreamedRows
-    from anime_recs.training import train_model
+    from anime_recs.models.network.architecture import ModelParams
+    from anime_recs.data.streaming import ParquetRatings, StreamedRows
+    from anime_recs.models.network.training import train_model
 
     started = time.perf_counter()
     reader = ParquetRatings(path, val_fraction, 0.0, seed)
@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"wrote {args.rows:,} rows to {args.parquet} in {time.perf_counter() - started:.1f} s")
         return
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    os.environ.setdefault("TF_CPU_ALLOCATOR_USE_BFC", "true")  # as the pipeline's steps run (anime_recs.tracking)
+    os.environ.setdefault("TF_CPU_ALLOCATOR_USE_BFC", "true")  # as the pipeline's steps run (anime_recs.pipeline.tracking)
     result = train_epoch(args.parquet, args.batch_size, args.embedding_size, args.training_path, args.epochs,
                          seed=args.seed)
     print(f"{int(result['train_rows']):,} training rows, {int(result['users']):,} users x {int(result['anime']):,} anime, "

@@ -4,9 +4,9 @@ Outputs: artifacts ``--stats_artifact``, ``--all_anime_artifact``, ``--synopses_
 Run ``python download.py --help`` for every option.
 """
 
-from anime_recs.config import make_parser, str_to_bool
-from anime_recs.steps.download import RawFile, SampleSize, run_download
-from anime_recs.tracking import run_step
+from anime_recs.core.config import make_parser, str_to_bool
+from anime_recs.pipeline.steps.download import RawFile, SampleSize, run_download
+from anime_recs.pipeline.tracking import run_step
 
 
 def parse_args(argv: list[str] | None = None):

@@ -4,9 +4,9 @@ Input: ``--input_data`` (preprocessed stats). Output: artifact ``--output`` (one
 Model options come from ``--model_config`` (as for neural_network) plus ``--overrides``.
 """
 
-from anime_recs.config import load_group_config, make_parser
-from anime_recs.steps.evaluate import run_evaluate
-from anime_recs.tracking import run_step
+from anime_recs.core.config import load_group_config, make_parser
+from anime_recs.pipeline.steps.evaluate import run_evaluate
+from anime_recs.pipeline.tracking import run_step
 
 
 def parse_args(argv: list[str] | None = None):

@@ -21,7 +21,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from anime_recs.artifacts import ArtifactStore  # noqa: E402
+from anime_recs.store.artifacts import ArtifactStore  # noqa: E402
 
 # artifact name -> file names to copy (inside the artifact) -> name here
 OUTPUTS = {

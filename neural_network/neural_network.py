@@ -8,9 +8,9 @@ the default family's config/model/<family>.yaml) and ``--overrides`` such as
 ``"family=original epochs=3"`` or ``"ranking.l2_per_count=40"``.
 """
 
-from anime_recs.config import load_group_config, make_parser
-from anime_recs.steps.neural_network import run_neural_network
-from anime_recs.tracking import run_step
+from anime_recs.core.config import load_group_config, make_parser
+from anime_recs.pipeline.steps.neural_network import run_neural_network
+from anime_recs.pipeline.tracking import run_step
 
 
 def parse_args(argv: list[str] | None = None):

@@ -4,11 +4,11 @@ Input: ``--raw_stats`` (and ``--all_anime`` for ``--drop_half_watched``).
 Output: artifact ``--preprocessed_stats`` (type ``--preprocessed_artifact_type``).
 """
 
-from anime_recs.config import make_parser, str_to_bool
-from anime_recs.preprocess import PreprocessOptions
-from anime_recs.preprocess_file import DEFAULT_MEMORY_LIMIT_GB
-from anime_recs.steps.preprocess import run_preprocess
-from anime_recs.tracking import run_step
+from anime_recs.core.config import make_parser, str_to_bool
+from anime_recs.data.preprocess import PreprocessOptions
+from anime_recs.data.preprocess_file import DEFAULT_MEMORY_LIMIT_GB
+from anime_recs.pipeline.steps.preprocess import run_preprocess
+from anime_recs.pipeline.tracking import run_step
 
 
 def parse_args(argv: list[str] | None = None):

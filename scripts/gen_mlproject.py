@@ -23,7 +23,7 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-from anime_recs.tracking import SYSTEM_METRICS_STEPS
+from anime_recs.pipeline.tracking import SYSTEM_METRICS_STEPS
 
 REPO = Path(__file__).resolve().parents[1]
 #: Python of every step environment (conda.yml ``python=``); uv must find an installed one (see README).

@@ -4,10 +4,10 @@ Inputs: embeddings bundle, preprocessed stats, all-anime, synopses artifacts.
 Output: artifact ``--sim_anime_fn`` (CSV: MAL_ID, Name, Similarity, Genres, Type, Episodes, Score, Synopsis, ...).
 """
 
-from anime_recs.config import make_parser, str_to_bool, str_to_list
-from anime_recs.steps.recommend import add_input_args, inputs_from_args
-from anime_recs.steps.recommendation_steps import run_similar_anime
-from anime_recs.tracking import run_step
+from anime_recs.core.config import make_parser, str_to_bool, str_to_list
+from anime_recs.pipeline.steps.recommend import add_input_args, inputs_from_args
+from anime_recs.pipeline.steps.recommendation_steps import run_similar_anime
+from anime_recs.pipeline.tracking import run_step
 
 
 def parse_args(argv: list[str] | None = None):

@@ -4,10 +4,10 @@ Inputs: embeddings bundle, preprocessed stats, all-anime, synopses artifacts.
 Outputs: artifacts ``--sim_users_fn`` (CSV) and ``--ID_fn`` (the user id used, for later steps).
 """
 
-from anime_recs.config import make_parser, str_to_bool
-from anime_recs.steps.recommend import add_input_args, add_user_args, inputs_from_args, user_choice_from_args
-from anime_recs.steps.recommendation_steps import run_similar_users
-from anime_recs.tracking import run_step
+from anime_recs.core.config import make_parser, str_to_bool
+from anime_recs.pipeline.steps.recommend import add_input_args, add_user_args, inputs_from_args, user_choice_from_args
+from anime_recs.pipeline.steps.recommendation_steps import run_similar_users
+from anime_recs.pipeline.tracking import run_step
 
 
 def parse_args(argv: list[str] | None = None):

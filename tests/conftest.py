@@ -152,7 +152,7 @@ def anime_recs_cli(capsys: pytest.CaptureFixture[str]):  # type: ignore[no-untyp
 
     Tests that use it keep one real subprocess run too, for what the interpreter adds around ``main``.
     """
-    from anime_recs.cli import main
+    from anime_recs.cli.main import main
 
     def run(*argv: str) -> subprocess.CompletedProcess:
         capsys.readouterr()

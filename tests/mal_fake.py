@@ -26,8 +26,8 @@ from typing import Any
 
 import pandas as pd
 
-from anime_recs.data import UNKNOWN
-from anime_recs.mal.mapping import LIST_STATUS, MEDIA_TYPES, RATINGS, SOURCES
+from anime_recs.data.files import UNKNOWN
+from anime_recs.data.mal.mapping import LIST_STATUS, MEDIA_TYPES, RATINGS, SOURCES
 from tests.conftest import serving
 
 ALWAYS = ("id", "title", "main_picture")
@@ -223,7 +223,7 @@ class World:
 
     fake: FakeMal
     names: list[str]  # user names, fan000 … (user k of the sample is fan{k:03d})
-    sample: Any  # anime_recs.sample.SampleData: the "current" data
+    sample: Any  # anime_recs.data.sample.SampleData: the "current" data
     new_ids: list[int]
 
 
@@ -233,7 +233,7 @@ def sample_world(client_id: str, n_users: int, n_anime: int, mean_items: int, se
 
     Every ``new_fans_every``-th user has completed the new anime with a 9, so they can be learned.
     """
-    from anime_recs.sample import make_sample
+    from anime_recs.data.sample import make_sample
 
     sample = make_sample(n_users, n_anime, mean_items, seed)
     synopses = dict(zip(sample.synopses["MAL_ID"], sample.synopses["sypnopsis"], strict=True))

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from anime_recs.model import ModelParams, scaled_batch_and_lr, select_strategy
-from anime_recs.synthetic import latent_factor_ratings
-from anime_recs.training import train_model
+from anime_recs.models.network.architecture import ModelParams, scaled_batch_and_lr, select_strategy
+from anime_recs.data.synthetic import latent_factor_ratings
+from anime_recs.models.network.training import train_model
 
 N_USERS, N_ANIME, N_ROWS, N_VAL = 200, 80, 6_000, 1_000
 WORKERS = 2

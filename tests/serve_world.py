@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from anime_recs.artifacts import ArtifactStore
+from anime_recs.store.artifacts import ArtifactStore
 from anime_recs.models import Interactions, build_model
 
 NAMES = {

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from anime_recs.artifacts import ArtifactStore, parse_ref
-from anime_recs.errors import ArtifactError
+from anime_recs.store.artifacts import ArtifactStore, parse_ref
+from anime_recs.core.errors import ArtifactError
 from tests.conftest import REPO, child_env
 
 
@@ -83,7 +83,7 @@ def test_two_concurrent_writers_never_share_a_version(tmp_path: Path) -> None:
 CRASH_SCRIPT = """
 import os, signal, sys
 from pathlib import Path
-import anime_recs.artifacts as artifacts
+import anime_recs.store.artifacts as artifacts
 real = artifacts.sha256_of
 def crash_after_first(path, *a, **k):
     real(path)

@@ -1,4 +1,4 @@
-"""Artifact backends (anime_recs/backends.py) in-process: versions, lineage, digests, one-line errors.
+"""Artifact backends (anime_recs/pipeline/backends.py) in-process: versions, lineage, digests, one-line errors.
 
 The ``mlflow`` backend runs here against the session's MLflow sqlite store (artifacts in its ``mlruns/``);
 tests/test_multi_machine.py runs it against a real ``mlflow server`` on 127.0.0.1.
@@ -16,10 +16,10 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from anime_recs.artifacts import ArtifactStore
-from anime_recs.backends import manifest_digest, resolve_backend_name
-from anime_recs.errors import UserInputError
-from anime_recs.tracking import StepContext, run_step
+from anime_recs.store.artifacts import ArtifactStore
+from anime_recs.pipeline.backends import manifest_digest, resolve_backend_name
+from anime_recs.core.errors import UserInputError
+from anime_recs.pipeline.tracking import StepContext, run_step
 
 
 @pytest.fixture()
@@ -171,7 +171,7 @@ def test_third_party_chatter_is_quiet_unless_verbose(verbose: str, tf_level: str
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     import logging
 
-    from anime_recs.tracking import VERBOSE_ENV, quiet_third_parties
+    from anime_recs.pipeline.tracking import VERBOSE_ENV, quiet_third_parties
 
     monkeypatch.setenv(VERBOSE_ENV, verbose)
     for key in ("TF_CPP_MIN_LOG_LEVEL", "MLFLOW_LOGGING_LEVEL"):

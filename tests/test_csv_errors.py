@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from anime_recs.artifacts import ArtifactStore
-from anime_recs.csv_errors import find_bad_line
-from anime_recs.download import csv_to_parquet
-from anime_recs.synthetic import write_animelist_csv
+from anime_recs.store.artifacts import ArtifactStore
+from anime_recs.data.csv_errors import find_bad_line
+from anime_recs.data.download import csv_to_parquet
+from anime_recs.data.synthetic import write_animelist_csv
 from tests.conftest import REPO, child_env, step_module
 
 DOWNLOAD = step_module("download")
@@ -57,7 +57,7 @@ def test_bad_line_in_the_middle_is_one_line_with_its_number(text: str, problem: 
     source = with_line(animelist, tmp_path / "animelist.csv", 150_001, text)
     before = hashlib.sha256(source.read_bytes()).hexdigest()
     # A 1 MB block size is what makes the 4.5 MB file "big": the bad line is in the 3rd of 5 blocks.
-    monkeypatch.setattr("anime_recs.steps.download.csv_to_parquet",
+    monkeypatch.setattr("anime_recs.pipeline.steps.download.csv_to_parquet",
                         lambda s, d, shown=None: csv_to_parquet(s, d, block_size=1 << 20, shown=shown))
     capsys.readouterr()
     with pytest.raises(SystemExit) as ended:
@@ -73,7 +73,7 @@ def test_bad_line_in_the_middle_is_one_line_with_its_number(text: str, problem: 
 
 @pytest.mark.parametrize("case", sorted(BAD_LINES))
 def test_find_bad_line_counts_lines_across_chunks(case: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("anime_recs.csv_errors._CHUNK", 1000)  # many newline-counting chunks
+    monkeypatch.setattr("anime_recs.data.csv_errors._CHUNK", 1000)  # many newline-counting chunks
     text, problem = BAD_LINES[case]
     rows = [f"{i},{i % 7},{i % 11},2,{i % 5}" for i in range(5_000)]
     rows[3_210] = text
@@ -87,15 +87,15 @@ def test_find_bad_line_counts_lines_across_chunks(case: str, tmp_path: Path, mon
 
 KILL_CONVERSION = """
 import sys, time
-import anime_recs.download as download
-from anime_recs.io import RowGroupWriter
+import anime_recs.data.download as download
+from anime_recs.core.io import RowGroupWriter
 real_write = RowGroupWriter.write
 def slow_write(self, piece):
     print("batch", flush=True)
     time.sleep(0.5)
     real_write(self, piece)
 RowGroupWriter.write = slow_write
-import anime_recs.steps.download as step
+import anime_recs.pipeline.steps.download as step
 step.csv_to_parquet = lambda s, d, shown=None: download.csv_to_parquet(s, d, block_size=1 << 18, shown=shown)
 sys.argv = ["download.py", "--sample_users", "50", "--sample_anime", "40", "--sample_mean_items", "10",
             "--from_local", "true", "--local_fname", sys.argv[1]]

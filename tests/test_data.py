@@ -7,9 +7,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from anime_recs.data import load_anime, load_stats, load_synopses, validate_file
-from anime_recs.errors import DataValidationError
-from anime_recs.sample import make_sample
+from anime_recs.data.files import load_anime, load_stats, load_synopses, validate_file
+from anime_recs.core.errors import DataValidationError
+from anime_recs.data.sample import make_sample
 
 
 @pytest.fixture(scope="module")

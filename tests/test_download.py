@@ -13,8 +13,8 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from anime_recs.download import csv_to_parquet, fetch, source_kind
-from anime_recs.errors import UserInputError
+from anime_recs.data.download import csv_to_parquet, fetch, source_kind
+from anime_recs.core.errors import UserInputError
 from tests.conftest import serving
 
 
@@ -70,7 +70,7 @@ def test_unreachable_url_is_one_line(tmp_path: Path) -> None:
 
 
 def test_csv_to_parquet_in_chunks_keeps_source(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("anime_recs.io.ROW_GROUP", 20_000)
+    monkeypatch.setattr("anime_recs.core.io.ROW_GROUP", 20_000)
     frame = pd.DataFrame({"user_id": range(50_000), "anime_id": 1, "rating": 5, "watching_status": 2,
                           "watched_episodes": 3, "extra": "x"})
     src = tmp_path / "animelist.csv"

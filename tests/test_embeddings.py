@@ -1,4 +1,4 @@
-"""Tests of anime_recs.embeddings: normalised tables and the NumPy prediction head."""
+"""Tests of anime_recs.models.network.embeddings: normalised tables and the NumPy prediction head."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import keras
 import numpy as np
 import pytest
 
-from anime_recs.embeddings import PredictionHead, extract_embeddings
-from anime_recs.errors import UserInputError
-from anime_recs.model import ModelParams, build_model
+from anime_recs.models.network.embeddings import PredictionHead, extract_embeddings
+from anime_recs.core.errors import UserInputError
+from anime_recs.models.network.architecture import ModelParams, build_model
 
 N_USERS, N_ANIME = 30, 20
 

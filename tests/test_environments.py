@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from anime_recs.artifacts import ArtifactStore
-from anime_recs.environments import building_environment, check_env_manager, python_version
-from anime_recs.errors import UserInputError
+from anime_recs.store.artifacts import ArtifactStore
+from anime_recs.pipeline.environments import building_environment, check_env_manager, python_version
+from anime_recs.core.errors import UserInputError
 from tests.conftest import REPO, child_env
 from tests.test_pipeline import git_daemon_tag, runs_table
 

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from anime_recs.errors import UserInputError
+from anime_recs.core.errors import UserInputError
 from anime_recs.evaluation import (
     DEFAULT_COLUMNS,
     Columns,
@@ -29,7 +29,7 @@ from anime_recs.evaluation import (
     split_checksum,
     to_markdown,
 )
-from anime_recs.topk import top_k
+from anime_recs.core.topk import top_k
 
 from .conftest import SHARED_DATA
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from anime_recs.errors import UserInputError
+from anime_recs.core.errors import UserInputError
 from anime_recs.models import Interactions, build_model
 from anime_recs.models.foldin import fold_in
 from anime_recs.recommend.newuser import ratings_from_csv, ratings_from_mal_xml

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_dir
 
-from anime_recs.config import validate_config
-from anime_recs.errors import UserInputError
+from anime_recs.core.config import validate_config
+from anime_recs.core.errors import UserInputError
 from tests.conftest import REPO, child_env
 
 

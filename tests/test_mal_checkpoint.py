@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from anime_recs.errors import UserInputError
-from anime_recs.mal.checkpoint import JsonlLog, UserIds, read_user_names
+from anime_recs.core.errors import UserInputError
+from anime_recs.data.mal.checkpoint import JsonlLog, UserIds, read_user_names
 
 
 def test_a_line_cut_by_a_kill_is_dropped_and_appending_continues(tmp_path: Path) -> None:

@@ -9,8 +9,8 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
-from anime_recs.errors import UserInputError
-from anime_recs.mal.client import (
+from anime_recs.core.errors import UserInputError
+from anime_recs.data.mal.client import (
     MalAuthError,
     MalClient,
     MalForbidden,
@@ -21,7 +21,7 @@ from anime_recs.mal.client import (
     client_id_from_env,
     parse_retry_after,
 )
-from anime_recs.mal.mapping import ANIME_FIELDS
+from anime_recs.data.mal.mapping import ANIME_FIELDS
 from tests.mal_fake import FakeMal, api_root, serve
 
 SECRET = "c1ient-1d-5ecret-7f3a"

@@ -7,8 +7,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from anime_recs.data import ANIME_COLUMNS, SYNOPSES_COLUMNS, UNKNOWN, WATCHING_STATUS, validate_anime, validate_stats, validate_synopses
-from anime_recs.mal.mapping import (
+from anime_recs.data.files import ANIME_COLUMNS, SYNOPSES_COLUMNS, UNKNOWN, WATCHING_STATUS, validate_anime, validate_stats, validate_synopses
+from anime_recs.data.mal.mapping import (
     LIST_STATUS,
     MEDIA_TYPES,
     RATINGS,

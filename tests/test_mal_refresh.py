@@ -13,9 +13,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from anime_recs.data import load_anime, load_stats, load_synopses
-from anime_recs.mal.client import MalClient, RetryPolicy
-from anime_recs.mal.refresh import Refresh, RefreshOptions, seasons_between
+from anime_recs.data.files import load_anime, load_stats, load_synopses
+from anime_recs.data.mal.client import MalClient, RetryPolicy
+from anime_recs.data.mal.refresh import Refresh, RefreshOptions, seasons_between
 from tests.conftest import child_env
 from tests.mal_fake import World, api_root, files_containing, sample_world, serve
 
@@ -91,14 +91,14 @@ def test_refresh_writes_valid_files_and_skips_private_and_unknown_users(world: W
 def test_seasons_between() -> None:
     assert seasons_between(2024, (2025, "spring")) == [(2024, "winter"), (2024, "spring"), (2024, "summer"), (2024, "fall"),
                                                        (2025, "winter"), (2025, "spring")]
-    from anime_recs.errors import UserInputError
+    from anime_recs.core.errors import UserInputError
 
     with pytest.raises(UserInputError, match="after the last season"):
         seasons_between(2026, (2025, "fall"))
 
 
 def cli(*args: str, env: dict[str, str], **kwargs) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "anime_recs.cli", "mal", "refresh", *args], env=env,
+    return subprocess.Popen([sys.executable, "-m", "anime_recs.cli.main", "mal", "refresh", *args], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
 
 
@@ -168,7 +168,7 @@ def test_kill_9_and_ctrl_c_then_resume_never_duplicates(tmp_path: Path) -> None:
 def test_missing_client_id_is_one_line_and_touches_nothing(tmp_path: Path) -> None:
     env = child_env()
     env.pop("MAL_CLIENT_ID", None)
-    result = subprocess.run([sys.executable, "-m", "anime_recs.cli", "mal", "refresh", "--out", str(tmp_path / "mal")],
+    result = subprocess.run([sys.executable, "-m", "anime_recs.cli.main", "mal", "refresh", "--out", str(tmp_path / "mal")],
                             env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [result.stderr.strip()]
@@ -179,14 +179,14 @@ def test_missing_client_id_is_one_line_and_touches_nothing(tmp_path: Path) -> No
 def test_help_documents_every_option() -> None:
     import argparse
 
-    from anime_recs.mal import cli as mal_cli
+    from anime_recs.cli import mal as mal_cli
 
     parser = argparse.ArgumentParser()
     mal_cli.add_commands(parser.add_subparsers())
     refresh = parser._subparsers._group_actions[0].choices["mal"]._subparsers._group_actions[0].choices["refresh"]  # type: ignore[union-attr]
     options = [s for a in refresh._actions for s in a.option_strings if s.startswith("--")]
     assert len(options) >= 18
-    out = subprocess.run([sys.executable, "-m", "anime_recs.cli", "mal", "refresh", "--help"], env=child_env(),
+    out = subprocess.run([sys.executable, "-m", "anime_recs.cli.main", "mal", "refresh", "--help"], env=child_env(),
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 0
     for option in options:

@@ -9,11 +9,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from anime_recs.artifacts import ArtifactStore
-from anime_recs.download import MAL_API, source_kind
-from anime_recs.errors import UserInputError
-from anime_recs.mal import source as mal_source
-from anime_recs.pipeline import download_params
+from anime_recs.store.artifacts import ArtifactStore
+from anime_recs.data.download import MAL_API, source_kind
+from anime_recs.core.errors import UserInputError
+from anime_recs.data.mal import source as mal_source
+from anime_recs.pipeline.run import download_params
 from tests.conftest import REPO, child_env
 from tests.mal_fake import api_root, files_containing, sample_world, serve
 from tests.test_pipeline import assert_one_line_error, mlflow_run
@@ -24,7 +24,7 @@ SECRET = "mal-5ecret-pipe-4b1c"
 def refresh(out: Path, world, names_file: Path, current: Path, cwd: Path | None = None) -> subprocess.CompletedProcess:
     """``anime-recs mal refresh`` in a subprocess against the running fake API."""
     env = child_env(MAL_CLIENT_ID=SECRET, MAL_API_BASE_URL=api_root(world.fake))
-    return subprocess.run([sys.executable, "-m", "anime_recs.cli", "mal", "refresh", "--out", str(out), "--anime-ids-from", str(current),
+    return subprocess.run([sys.executable, "-m", "anime_recs.cli.main", "mal", "refresh", "--out", str(out), "--anime-ids-from", str(current),
                            "--users", str(names_file), "--since-year", "2025", "--until-year", "2025", "--until-season", "spring",
                            "--rate", "100", "--no-progress"], env=env, cwd=cwd, capture_output=True, text=True, timeout=300)
 
@@ -87,7 +87,7 @@ def test_download_step_publishes_a_refresh_with_counts_and_no_names(tmp_path: Pa
     no_users = tmp_path / "no_users"
     with serve(world.fake):
         env_refresh = child_env(MAL_CLIENT_ID=SECRET, MAL_API_BASE_URL=api_root(world.fake))
-        made = subprocess.run([sys.executable, "-m", "anime_recs.cli", "mal", "refresh", "--out", str(no_users), "--anime-ids", "3,4",
+        made = subprocess.run([sys.executable, "-m", "anime_recs.cli.main", "mal", "refresh", "--out", str(no_users), "--anime-ids", "3,4",
                                "--no-progress"], env=env_refresh, capture_output=True, text=True, timeout=120)
     assert made.returncode == 0, made.stderr[-2000:]
     bad = subprocess.run([sys.executable, "download.py", "--stats_url", f"mal-api:{no_users}"], cwd=REPO / "download", env=env,

@@ -1,4 +1,4 @@
-"""Tests of anime_recs.model: parameters, architecture, LR schedule, strategies."""
+"""Tests of anime_recs.models.network.architecture: parameters, architecture, LR schedule, strategies."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 import tensorflow as tf
 
-from anime_recs.errors import UserInputError
-from anime_recs.model import (
+from anime_recs.core.errors import UserInputError
+from anime_recs.models.network.architecture import (
     ModelParams,
     build_model,
     is_chief,

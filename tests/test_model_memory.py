@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from anime_recs.errors import UserInputError
+from anime_recs.core.errors import UserInputError
 from anime_recs.models import Interactions, build_model, ease
 from anime_recs.models import neighbourhood as nb
 from anime_recs.models.ease import ease_weights

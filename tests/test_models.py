@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from anime_recs.errors import UserInputError
+from anime_recs.core.errors import UserInputError
 from anime_recs.models import FAMILIES, Interactions, build_model, load_model
 from anime_recs.recommend import AnimeRecommender
 from anime_recs.recommend.newuser import RatingList, recommend_new_user
@@ -177,14 +177,14 @@ def test_unknown_family_and_option_are_one_line_errors() -> None:
 def test_network_option_names_match_model_params() -> None:
     from dataclasses import fields
 
-    from anime_recs.model import ModelParams
+    from anime_recs.models.network.architecture import ModelParams
     from anime_recs.models.original import NETWORK_PARAMS
 
     assert NETWORK_PARAMS == tuple(f.name for f in fields(ModelParams))
 
 
 def test_choosing_a_numpy_family_does_not_import_tensorflow() -> None:
-    script = ("import sys\nfrom anime_recs.datasets import pipeline_model_config\nfrom anime_recs.models import build_model\n"
+    script = ("import sys\nfrom anime_recs.evaluation.datasets import pipeline_model_config\nfrom anime_recs.models import build_model\n"
               "build_model(pipeline_model_config('hybrid'))\nprint('tensorflow' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", script], check=True, capture_output=True, text=True).stdout.strip()
     assert out == "False"

@@ -1,4 +1,4 @@
-"""Tests for :mod:`anime_recs.names`: normalisation and the forgiving name index."""
+"""Tests for :mod:`anime_recs.recommend.names`: normalisation and the forgiving name index."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from anime_recs.errors import DataValidationError, UserInputError
-from anime_recs.names import NameIndex, normalise_name, normalise_names
+from anime_recs.core.errors import DataValidationError, UserInputError
+from anime_recs.recommend.names import NameIndex, normalise_name, normalise_names
 
 
 @pytest.mark.parametrize(

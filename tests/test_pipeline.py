@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from anime_recs.artifacts import ArtifactStore
-from anime_recs.errors import UserInputError
-from anime_recs.pipeline import STEPS, parse_steps
+from anime_recs.store.artifacts import ArtifactStore
+from anime_recs.core.errors import UserInputError
+from anime_recs.pipeline.run import STEPS, parse_steps
 from tests.conftest import REPO, child_env, step_module
 
 SMALL = "data.sample_users=200 data.sample_anime=120 data.sample_mean_items=30 data.num_reviews=5"
@@ -72,7 +72,7 @@ def test_pipeline_runs_steps_nested_and_single_steps(tmp_path: Path) -> None:
     assert clean.metadata["scaling"] == {"rating_min": 1.0, "rating_max": 10.0}
 
     runs = runs_table(tmp_path / "mlflow.db")
-    pipelines = [r for r in runs.values() if r.get("anime_recs.steps") == "download,preprocess"]
+    pipelines = [r for r in runs.values() if r.get("anime_recs.pipeline.steps") == "download,preprocess"]
     assert len(pipelines) == 1
     children = [r for r in runs.values() if r.get("mlflow.parentRunId") == pipelines[0]["run_id"]]
     assert sorted(r["mlflow.runName"] for r in children) == ["download", "preprocess"]
@@ -134,7 +134,7 @@ def test_bad_inputs_end_with_one_line_and_publish_nothing(tmp_path: Path, step_e
         port = sock.getsockname()[1]
     assert_one_line_error(step_script("download/download.py", "--all_anime_url", f"http://127.0.0.1:{port}/a.csv", *small, env=step_env),
                           "cannot reach")
-    from anime_recs.sample import make_sample
+    from anime_recs.data.sample import make_sample
 
     sample = make_sample(80, 60, 20, seed=1)
     sample.stats.drop(columns="rating").to_csv(tmp_path / "norating.csv", index=False)
@@ -151,7 +151,7 @@ def test_bad_inputs_end_with_one_line_and_publish_nothing(tmp_path: Path, step_e
     assert step_script("download/download.py", *small, env=step_env).returncode == 0
     assert_one_line_error(step_script("preprocess/preprocess.py", "--raw_stats", "user_stats.parquet:v9", env=step_env),
                           "has no version 'v9'; it has: v0, latest")
-    cli = subprocess.run([sys.executable, "-m", "anime_recs.cli", "artifacts", "path", "nothing:v0"], env=step_env,
+    cli = subprocess.run([sys.executable, "-m", "anime_recs.cli.main", "artifacts", "path", "nothing:v0"], env=step_env,
                          capture_output=True, text=True)
     assert cli.returncode == 2 and cli.stderr.startswith("error: no artifact named 'nothing'")
     assert store.names() == ["all_anime.csv", "synopses.csv", "user_stats.parquet"]
@@ -217,7 +217,7 @@ def test_mlflow_run_from_git_daemon_tag(tmp_path: Path) -> None:
 
 
 def test_split_overrides_keeps_quoted_values_whole() -> None:
-    from anime_recs.pipeline import split_overrides
+    from anime_recs.pipeline.run import split_overrides
 
     argv = ["main.execute_steps='download,preprocess' similarity.anime_query='Silent Mobius' data.num_reviews=5", "x=[a,b]"]
     assert split_overrides(argv) == ["main.execute_steps='download,preprocess'", "similarity.anime_query='Silent Mobius'",
@@ -229,7 +229,7 @@ def test_split_overrides_keeps_quoted_values_whole() -> None:
 
 def test_split_overrides_leaves_multirun_sweeps_to_hydra() -> None:
     # Regression: `python main.py -m model.embedding_size=32,64` used to become one job with the string '32,64'.
-    from anime_recs.pipeline import split_overrides
+    from anime_recs.pipeline.run import split_overrides
 
     argv = ["-m", "model.ranking.l2_per_count=40,80", "main.execute_steps=download,preprocess", "model.rating.k=choice(20,40)"]
     assert split_overrides(argv) == ["-m", "model.ranking.l2_per_count=40,80", "main.execute_steps='download,preprocess'",

@@ -1,4 +1,4 @@
-"""Tests for :mod:`anime_recs.plots`: sizes, atomic writes, errors, no figures left open."""
+"""Tests for :mod:`anime_recs.pipeline.plots`: sizes, atomic writes, errors, no figures left open."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from anime_recs.errors import UserInputError
-from anime_recs.plots import genre_cloud, loss_curve
+from anime_recs.core.errors import UserInputError
+from anime_recs.pipeline.plots import genre_cloud, loss_curve
 
 REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "data" / "reference_outputs" / "dyrutter_original"
 

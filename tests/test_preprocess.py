@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from anime_recs.data import load_anime, load_stats
-from anime_recs.errors import UserInputError
-from anime_recs.preprocess import PreprocessOptions, half_watched_mask, preprocess
+from anime_recs.data.files import load_anime, load_stats
+from anime_recs.core.errors import UserInputError
+from anime_recs.data.preprocess import PreprocessOptions, half_watched_mask, preprocess
 
 ANIME = pd.DataFrame({"MAL_ID": [10, 20, 30], "Episodes": [12.0, 1.0, np.nan]})
 

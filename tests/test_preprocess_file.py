@@ -10,10 +10,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from anime_recs.data import load_stats
-from anime_recs.errors import UserInputError
-from anime_recs.preprocess import PreprocessOptions, preprocess
-from anime_recs.preprocess_file import Plan, preprocess_file
+from anime_recs.data.files import load_stats
+from anime_recs.core.errors import UserInputError
+from anime_recs.data.preprocess import PreprocessOptions, preprocess
+from anime_recs.data.preprocess_file import Plan, preprocess_file
 
 ANIME = pd.DataFrame({"MAL_ID": np.arange(1, 41, dtype=np.int64), "Episodes": np.r_[np.nan, 1.0, np.tile([12.0, 24.0, 1.0, 3.0], 9), 26.0, np.nan]})
 
@@ -81,7 +81,7 @@ def test_repeated_pair_keeps_the_first_in_file_order(tmp_path: Path) -> None:
 
 
 def test_row_groups_are_sized_for_streaming(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("anime_recs.io.ROW_GROUP", 10_000)
+    monkeypatch.setattr("anime_recs.core.io.ROW_GROUP", 10_000)
     source = write_raw(raw_stats(), tmp_path / "raw.parquet")
     preprocess_file(source, tmp_path / "clean.parquet", PreprocessOptions(num_reviews=0), memory_limit_gb=0.005)
     meta = pq.ParquetFile(tmp_path / "clean.parquet").metadata

@@ -1,4 +1,4 @@
-"""The MLflow Model (anime_recs.serve.pyfunc) and the registry's promotion gate (anime_recs.registry).
+"""The MLflow Model (anime_recs.serve.pyfunc) and the registry's promotion gate (anime_recs.pipeline.registry).
 
 The served test starts the real ``mlflow models serve -m models:/anime_recs@champion
 --env-manager local`` on 127.0.0.1 and queries it over HTTP.
@@ -13,10 +13,10 @@ import httpx
 import mlflow
 import pytest
 
-from anime_recs.artifacts import ArtifactStore
-from anime_recs.registry import NAME, promotion_gate
+from anime_recs.store.artifacts import ArtifactStore
+from anime_recs.pipeline.registry import NAME, promotion_gate
 from anime_recs.serve.pyfunc import log_pyfunc_model
-from anime_recs.tracking import run_step
+from anime_recs.pipeline.tracking import run_step
 from tests.serve_world import FIRST_USER, free_port, publish_world, start_server, stop_server, world
 
 GENRE_OF = {row.MAL_ID: row.Genres.split(",")[0] for row in world()[1].itertuples()}

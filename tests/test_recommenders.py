@@ -23,13 +23,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from anime_recs.encoding import IdEncoder
-from anime_recs.errors import DataValidationError, UserInputError
-from anime_recs.embeddings import PredictionHead
+from anime_recs.core.encoding import IdEncoder
+from anime_recs.core.errors import DataValidationError, UserInputError
+from anime_recs.models.network.embeddings import PredictionHead
 from anime_recs.models.original import OriginalNetwork
 from anime_recs.recommend import AnimeRecommender, UserPreferences
 from anime_recs.recommend.interactions import _desc_percentile
-from anime_recs.topk import top_k
+from anime_recs.core.topk import top_k
 
 CLUSTER_GENRES = ("Action", "Romance", "Horror")
 TYPES = ("TV", "TV", "TV", "Movie", "Movie", "OVA", "OVA", "Special")

@@ -19,13 +19,13 @@ from pathlib import Path
 
 import pytest
 
-from anime_recs.artifacts import MANIFEST, ArtifactStore
-from anime_recs.config import optional_int, validate_config
-from anime_recs.download import fetch
-from anime_recs.errors import ArtifactError, UserInputError, one_line, plain
-from anime_recs.pipeline import check_inputs, pin_inputs
-from anime_recs.preprocess import PreprocessOptions, preprocess
-from anime_recs.sample import make_sample
+from anime_recs.store.artifacts import MANIFEST, ArtifactStore
+from anime_recs.core.config import optional_int, validate_config
+from anime_recs.data.download import fetch
+from anime_recs.core.errors import ArtifactError, UserInputError, one_line, plain
+from anime_recs.pipeline.run import check_inputs, pin_inputs
+from anime_recs.data.preprocess import PreprocessOptions, preprocess
+from anime_recs.data.sample import make_sample
 from tests.conftest import REPO, child_env, serving, step_module
 
 STATS_HEADER = "user_id,anime_id,rating,watching_status,watched_episodes\n"
@@ -211,7 +211,7 @@ def test_damaged_or_incomplete_manifest_is_one_line_also_in_the_cli(damage: str,
         assert cli.returncode == 2 and "Traceback" not in cli.stderr, cli.stderr
         assert cli.stderr.count("\n") == 1 and "manifest.json" in cli.stderr
     if damage == "{":  # once through a real interpreter: the line is all it prints
-        cli = subprocess.run([sys.executable, "-m", "anime_recs.cli", "--root", str(store.root), "artifacts", "list"],
+        cli = subprocess.run([sys.executable, "-m", "anime_recs.cli.main", "--root", str(store.root), "artifacts", "list"],
                              capture_output=True, text=True, env=child_env(), timeout=60, check=False)
         assert cli.returncode == 2 and cli.stderr.count("\n") == 1 and "manifest.json" in cli.stderr, cli.stderr
 
@@ -219,7 +219,7 @@ def test_damaged_or_incomplete_manifest_is_one_line_also_in_the_cli(damage: str,
 def test_long_names_are_cut_in_every_error_line(tmp_path: Path) -> None:
     # Regression: a 10,000-character name was echoed whole.
     name = "n" * 10_000
-    cli = subprocess.run([sys.executable, "-m", "anime_recs.cli", "--root", str(tmp_path), "artifacts", "path", name],
+    cli = subprocess.run([sys.executable, "-m", "anime_recs.cli.main", "--root", str(tmp_path), "artifacts", "path", name],
                          capture_output=True, text=True, env=child_env(), timeout=60)
     assert cli.returncode == 2 and len(cli.stderr) < 400 and "(10,002 characters)" in cli.stderr, cli.stderr[:500]
     message = one_line(f"no anime named '{name}'; closest matches: 'Rental Magica'")
@@ -323,7 +323,7 @@ def test_pipeline_pins_what_it_produced() -> None:
 # Runs the real download step and SIGKILLs it at one point of publishing.
 KILL_SCRIPT = """
 import os, signal, sys
-import anime_recs.artifacts as artifacts
+import anime_recs.store.artifacts as artifacts
 point = sys.argv[1]
 def die():
     os.kill(os.getpid(), signal.SIGKILL)
@@ -378,7 +378,7 @@ def test_kill_9_between_publishes_leaves_latest_from_one_complete_run(tmp_path: 
         after = _latest_transactions(store)
         assert len(after) == 1, point  # every latest comes from one step run ...
         assert after == before or point == "after_commit_record", point  # ... the earlier complete one unless the commit landed
-        listed = subprocess.run([sys.executable, "-m", "anime_recs.cli", "artifacts", "list"], env=env, capture_output=True,
+        listed = subprocess.run([sys.executable, "-m", "anime_recs.cli.main", "artifacts", "list"], env=env, capture_output=True,
                                 text=True, timeout=60)
         assert listed.returncode == 0 and listed.stdout.count("(latest)") == 3
         assert point == "after_commit_record" or leftovers()  # the killed run left folders behind, never listed ...
@@ -393,7 +393,7 @@ def test_kill_9_between_publishes_leaves_latest_from_one_complete_run(tmp_path: 
 # ---------------------------------------------------------------- concurrency, for real
 STORE_RACE = """
 import sys
-from anime_recs.tracking import ensure_tracking_store
+from anime_recs.pipeline.tracking import ensure_tracking_store
 import mlflow
 ensure_tracking_store()
 with mlflow.start_run(run_name=sys.argv[1]):

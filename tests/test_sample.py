@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from anime_recs.data import ANIME_COLUMNS, STATS_COLUMNS, validate_anime, validate_stats
-from anime_recs.sample import CLUSTER_GENRES, make_sample
+from anime_recs.data.files import ANIME_COLUMNS, STATS_COLUMNS, validate_anime, validate_stats
+from anime_recs.data.sample import CLUSTER_GENRES, make_sample
 
 
 def test_same_seed_same_data_other_seed_other_data() -> None:

@@ -1,4 +1,4 @@
-"""The HTTP API (anime_recs.serve.app) and the query commands (anime_recs.query), against real processes on 127.0.0.1."""
+"""The HTTP API (anime_recs.serve.app) and the query commands (anime_recs.cli.query), against real processes on 127.0.0.1."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ MAL_XML = (b'<?xml version="1.0"?><myanimelist><myinfo><user_name>me</user_name>
 def serve_store(root: Path, *extra: str) -> tuple[subprocess.Popen, str]:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    proc = start_server([sys.executable, "-m", "anime_recs.cli", "--root", str(root), "serve", "--port", str(port), *extra],
+    proc = start_server([sys.executable, "-m", "anime_recs.cli.main", "--root", str(root), "serve", "--port", str(port), *extra],
                         f"{base}/api/info")
     return proc, base
 
@@ -111,7 +111,7 @@ def test_page_and_openapi_are_served(served: SimpleNamespace) -> None:
 
 
 def _cli(root: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "anime_recs.cli", "--root", str(root), *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "anime_recs.cli.main", "--root", str(root), *args], capture_output=True, text=True,
                           timeout=120, check=False)
 
 

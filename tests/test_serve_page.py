@@ -59,7 +59,7 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[object, 
             publish_world(root)
             port = free_port()
             base = f"http://127.0.0.1:{port}"
-            proc = start_server([sys.executable, "-m", "anime_recs.cli", "--root", str(root), "serve", "--port", str(port)],
+            proc = start_server([sys.executable, "-m", "anime_recs.cli.main", "--root", str(root), "serve", "--port", str(port)],
                                 f"{base}/api/info")
         except BaseException:
             if starting.exception() is None:

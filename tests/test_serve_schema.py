@@ -22,7 +22,7 @@ def api_schema(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
     publish_world(root)
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    proc = start_server([sys.executable, "-m", "anime_recs.cli", "--root", str(root), "serve", "--port", str(port)], f"{base}/api/info")
+    proc = start_server([sys.executable, "-m", "anime_recs.cli.main", "--root", str(root), "serve", "--port", str(port)], f"{base}/api/info")
     try:
         yield schemathesis.openapi.from_url(f"{base}/openapi.json")
     finally:

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from anime_recs.artifacts import ArtifactStore
+from anime_recs.store.artifacts import ArtifactStore
 from tests.conftest import REPO, child_env
 from tests.test_pipeline import assert_one_line_error, mlflow_run, runs_table
 
@@ -56,7 +56,7 @@ def test_all_steps_publish_their_artifacts_nested_under_one_run(pipeline: Path) 
                  "model_recs.csv"):
         assert store.get(f"{name}:latest").version == 0, name
     runs = runs_table(pipeline / "mlflow.db")
-    parent = next(r for r in runs.values() if r.get("anime_recs.steps") == ",".join(ALL_STEPS))
+    parent = next(r for r in runs.values() if r.get("anime_recs.pipeline.steps") == ",".join(ALL_STEPS))
     children = sorted(r["mlflow.runName"] for r in runs.values() if r.get("mlflow.parentRunId") == parent["run_id"])
     assert children == sorted(ALL_STEPS)
     metrics = pd.read_csv(store.get("evaluation_metrics.csv:latest").file()).set_index("model")
@@ -80,8 +80,8 @@ def test_model_beats_global_mean_and_reloads_in_a_fresh_process(pipeline: Path) 
     code = f"""
 import json, sys, numpy as np, pandas as pd
 from anime_recs.models import load_model
-from anime_recs.preprocess import Scaling
-from anime_recs.steps.neural_network import prediction_metrics
+from anime_recs.data.preprocess import Scaling
+from anime_recs.pipeline.steps.neural_network import prediction_metrics
 m = load_model(__import__("pathlib").Path({str(store.get("anime_nn_embeddings:latest").path)!r}))
 folder = {str(model.path)!r}
 test = pd.read_parquet(folder + "/test_split.parquet")
@@ -172,9 +172,9 @@ def test_kill_9_during_training_then_resume(pipeline: Path) -> None:
     assert model.metadata["family"] == "original"
     code = f"""
 import json, numpy as np, pandas as pd, keras
-from anime_recs.encoding import IdEncoder
-from anime_recs.preprocess import Scaling
-from anime_recs.steps.neural_network import prediction_metrics
+from anime_recs.core.encoding import IdEncoder
+from anime_recs.data.preprocess import Scaling
+from anime_recs.pipeline.steps.neural_network import prediction_metrics
 folder = {str(model.path)!r}
 m = keras.models.load_model(folder + "/model.keras")
 users = IdEncoder.load(folder + "/user_ids.npy"); anime = IdEncoder.load(folder + "/anime_ids.npy")

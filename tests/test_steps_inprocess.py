@@ -12,8 +12,8 @@ import mlflow
 import pandas as pd
 import pytest
 
-from anime_recs.artifacts import ArtifactStore
-from anime_recs.errors import ArtifactError
+from anime_recs.store.artifacts import ArtifactStore
+from anime_recs.core.errors import ArtifactError
 from tests.conftest import REPO, step_module
 
 CONFIG = str(REPO / "config" / "config.yaml")
@@ -97,9 +97,9 @@ def test_the_network_streams_a_table_above_stream_above_rows(ran: tuple[Artifact
 @pytest.mark.parametrize("stream", ["0", "null"])
 def test_only_the_chief_worker_publishes(ran: tuple[ArtifactStore, dict[str, str]], monkeypatch: pytest.MonkeyPatch,
                                          stream: str) -> None:
-    import anime_recs.model
+    import anime_recs.models.network.architecture
 
-    monkeypatch.setattr(anime_recs.model, "is_chief", lambda strategy: False)  # as worker 1 of a cluster sees it
+    monkeypatch.setattr(anime_recs.models.network.architecture, "is_chief", lambda strategy: False)  # as worker 1 of a cluster sees it
     # One epoch of 1024-row batches: what a worker publishes does not depend on how long it trained.
     overrides = f"{NETWORK} epochs=1 batch_size=1024 stream_above_rows={stream} {_network_outputs('worker1')}"
     step_module("neural_network").main(["--model_config", CONFIG, "--overrides", overrides])

@@ -1,4 +1,4 @@
-"""Tests of anime_recs.streaming: the training rows read from the parquet in batches."""
+"""Tests of anime_recs.data.streaming: the training rows read from the parquet in batches."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from anime_recs.encoding import IdEncoder, RatingArrays
-from anime_recs.errors import DataValidationError, UserInputError
-from anime_recs.streaming import ParquetRatings, StreamedRows, split_of_rows
-from anime_recs.synthetic import latent_factor_ratings
+from anime_recs.core.encoding import IdEncoder, RatingArrays
+from anime_recs.core.errors import DataValidationError, UserInputError
+from anime_recs.data.streaming import ParquetRatings, StreamedRows, split_of_rows
+from anime_recs.data.synthetic import latent_factor_ratings
 
 N_USERS, N_ANIME, N_ROWS = 300, 120, 12_000
 
@@ -103,8 +103,8 @@ def test_bad_input_is_one_line(stats: tuple[Path, pd.DataFrame], tmp_path: Path)
 
 @pytest.mark.parametrize("path_name", ["fast", "keras"])
 def test_training_through_the_stream_learns(stats: tuple[Path, pd.DataFrame], path_name: str) -> None:
-    from anime_recs.model import ModelParams
-    from anime_recs.training import train_model
+    from anime_recs.models.network.architecture import ModelParams
+    from anime_recs.models.network.training import train_model
 
     path, _ = stats
     reader = _reader(path)

@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from anime_recs.data import validate_stats
-from anime_recs.errors import UserInputError
-from anime_recs.synthetic import list_lengths, write_animelist_csv
+from anime_recs.data.files import validate_stats
+from anime_recs.core.errors import UserInputError
+from anime_recs.data.synthetic import list_lengths, write_animelist_csv
 
 ANIME_IDS = np.arange(1, 2_001) * 3
 EPISODES = np.where(np.arange(2_000) % 10 == 0, np.nan, 12.0)

@@ -1,4 +1,4 @@
-"""Tests of anime_recs.training (both paths) and anime_recs.synthetic."""
+"""Tests of anime_recs.models.network.training (both paths) and anime_recs.data.synthetic."""
 
 from __future__ import annotations
 
@@ -11,12 +11,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from anime_recs.encoding import RatingArrays
-from anime_recs.errors import UserInputError
-from anime_recs.lazy_adam import LazyAdamTrainer
-from anime_recs.model import ModelParams, build_model
-from anime_recs.synthetic import latent_factor_ratings
-from anime_recs.training import BEST_WEIGHTS, LAST_WEIGHTS, STATE_JSON, TrainResult, train_model
+from anime_recs.core.encoding import RatingArrays
+from anime_recs.core.errors import UserInputError
+from anime_recs.models.network.lazy_adam import LazyAdamTrainer
+from anime_recs.models.network.architecture import ModelParams, build_model
+from anime_recs.data.synthetic import latent_factor_ratings
+from anime_recs.models.network.trainer import BEST_WEIGHTS, LAST_WEIGHTS, STATE_JSON, TrainResult
+from anime_recs.models.network.training import train_model
 
 N_USERS, N_ANIME = 300, 120
 

@@ -1,4 +1,4 @@
-"""Tests of anime_recs.tuning: grids, trials as MLflow child runs on validation splits, writing defaults."""
+"""Tests of anime_recs.pipeline.tuning: grids, trials as MLflow child runs on validation splits, writing defaults."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from anime_recs.datasets import BenchData
-from anime_recs.errors import UserInputError
+from anime_recs.evaluation.datasets import BenchData
+from anime_recs.core.errors import UserInputError
 from anime_recs.evaluation import Columns
-from anime_recs.tuning import parse_grid, tune, write_defaults
+from anime_recs.pipeline.tuning import parse_grid, tune, write_defaults
 
 REPO = Path(__file__).resolve().parents[1]
 

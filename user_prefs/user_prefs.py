@@ -4,10 +4,10 @@ Inputs: embeddings bundle, preprocessed stats, all-anime, synopses artifacts (an
 similar_users step's id artifact when --from_flow). Outputs: ``--prefs_csv`` and ``--clouds_artifact``.
 """
 
-from anime_recs.config import make_parser
-from anime_recs.steps.recommend import add_cloud_args, add_input_args, add_user_args, inputs_from_args, user_choice_from_args
-from anime_recs.steps.recommendation_steps import CloudOptions, run_user_prefs
-from anime_recs.tracking import run_step
+from anime_recs.core.config import make_parser
+from anime_recs.pipeline.steps.recommend import add_cloud_args, add_input_args, add_user_args, inputs_from_args, user_choice_from_args
+from anime_recs.pipeline.steps.recommendation_steps import CloudOptions, run_user_prefs
+from anime_recs.pipeline.tracking import run_step
 
 
 def parse_args(argv: list[str] | None = None):

@@ -23,11 +23,11 @@ served), :mod:`.runner` (fitting side by side, peak memory, markdown). Third-par
 peers (Surprise, implicit, EASE) are wrapped in ``bench/peers.py``.
 """
 
-from .adapters import FamilyModel, SimilarUsersModel, placeholder_catalogue
-from .baselines import GlobalMean, Popularity, Recommender, UserItemBias
-from .metrics import DEFAULT_BATCH_ELEMENTS, ranking_metrics, rating_metrics
-from .runner import PeakRss, evaluate_models, to_markdown
-from .split import DEFAULT_COLUMNS, Columns, Split, protocol_split, split_checksum, validation_split
+from anime_recs.evaluation.adapters import FamilyModel, SimilarUsersModel, placeholder_catalogue
+from anime_recs.evaluation.baselines import GlobalMean, Popularity, Recommender, UserItemBias
+from anime_recs.evaluation.metrics import DEFAULT_BATCH_ELEMENTS, ranking_metrics, rating_metrics
+from anime_recs.evaluation.runner import PeakRss, evaluate_models, to_markdown
+from anime_recs.evaluation.split import DEFAULT_COLUMNS, Columns, Split, protocol_split, split_checksum, validation_split
 
 __all__ = [
     "DEFAULT_BATCH_ELEMENTS", "DEFAULT_COLUMNS", "Columns", "FamilyModel", "GlobalMean", "PeakRss", "Popularity",

@@ -14,8 +14,8 @@ import logging
 import numpy as np
 import pandas as pd
 
-from ..models.base import Interactions, RecommenderModel
-from .split import DEFAULT_COLUMNS, Columns
+from anime_recs.models.base import Interactions, RecommenderModel
+from anime_recs.evaluation.split import DEFAULT_COLUMNS, Columns
 
 logger = logging.getLogger(__name__)
 
@@ -90,7 +90,7 @@ class SimilarUsersModel:
 
     def fit(self, train: pd.DataFrame, cols: Columns = DEFAULT_COLUMNS) -> SimilarUsersModel:
         """Fit the family, then build the recommender over TRAIN as the steps do."""
-        from ..recommend import AnimeRecommender
+        from anime_recs.recommend import AnimeRecommender
 
         if getattr(self.family, "fitted_on", None) != id(train):  # reuse a family fitted on this TRAIN
             self.family.fit(train, cols)

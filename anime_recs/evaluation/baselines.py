@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 from typing import Protocol, runtime_checkable
 
-from ..encoding import IdEncoder
-from ..errors import UserInputError
-from .split import DEFAULT_COLUMNS, Columns
+from anime_recs.core.encoding import IdEncoder
+from anime_recs.core.errors import UserInputError
+from anime_recs.evaluation.split import DEFAULT_COLUMNS, Columns
 
 
 @runtime_checkable
@@ -133,7 +133,7 @@ class UserItemBias(_Indexed):
 
     def fit(self, train: pd.DataFrame, cols: Columns = DEFAULT_COLUMNS) -> UserItemBias:
         """Run the ALS sweeps."""
-        from ..models.base import Interactions, biases
+        from anime_recs.models.base import Interactions, biases
 
         u, i, r = self._fit_index(train, cols)
         data = Interactions(self.user_encoder, self.item_encoder, u, i, r, (float(r.min()), float(r.max()) + 1.0))

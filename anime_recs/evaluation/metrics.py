@@ -7,10 +7,10 @@ from collections.abc import Callable
 
 import numpy as np
 
-from ..encoding import IdEncoder
-from ..errors import UserInputError
-from ..topk import top_k
-from .split import Split
+from anime_recs.core.encoding import IdEncoder
+from anime_recs.core.errors import UserInputError
+from anime_recs.core.topk import top_k
+from anime_recs.evaluation.split import Split
 
 logger = logging.getLogger(__name__)
 

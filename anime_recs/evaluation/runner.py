@@ -15,9 +15,9 @@ from typing import Any, Self
 import numpy as np
 import pandas as pd
 
-from .baselines import Recommender
-from .metrics import ranking_metrics, rating_metrics
-from .split import Split
+from anime_recs.evaluation.baselines import Recommender
+from anime_recs.evaluation.metrics import ranking_metrics, rating_metrics
+from anime_recs.evaluation.split import Split
 
 logger = logging.getLogger(__name__)
 

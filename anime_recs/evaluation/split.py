@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from ..errors import UserInputError
+from anime_recs.core.errors import UserInputError
 
 logger = logging.getLogger(__name__)
 

@@ -19,12 +19,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ..errors import UserInputError
-from .base import Interactions, RecommenderModel, read_model_json
-from .ease import EASE
-from .hybrid import Hybrid
-from .neighbourhood import Neighbourhood
-from .original import OriginalNetwork, network_param_names
+from anime_recs.core.errors import UserInputError
+from anime_recs.models.base import Interactions, RecommenderModel, read_model_json
+from anime_recs.models.ease import EASE
+from anime_recs.models.hybrid import Hybrid
+from anime_recs.models.neighbourhood import Neighbourhood
+from anime_recs.models.original import OriginalNetwork, network_param_names
 
 FAMILIES: dict[str, type[RecommenderModel]] = {
     "hybrid": Hybrid,

@@ -2,7 +2,7 @@
 
 A family learns from :class:`Interactions` (raw ids, ratings on the data's own
 scale) and answers five questions, all by encoder row (see
-:class:`~anime_recs.encoding.IdEncoder`):
+:class:`~anime_recs.core.encoding.IdEncoder`):
 
 - :meth:`RecommenderModel.predict`: the rating a user would give an anime (raw scale);
 - :meth:`RecommenderModel.rank_scores`: how much a user wants each anime (ranking only);
@@ -31,9 +31,9 @@ import scipy.sparse as sp
 if TYPE_CHECKING:  # annotations only: a fresh process that loads a saved model skips pandas' ~0.4 s import
     import pandas as pd
 
-from ..encoding import IdEncoder
-from ..errors import UserInputError
-from ..io import atomic_write, write_json
+from anime_recs.core.encoding import IdEncoder
+from anime_recs.core.errors import UserInputError
+from anime_recs.core.io import atomic_write, write_json
 
 logger = logging.getLogger(__name__)
 

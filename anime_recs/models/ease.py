@@ -30,8 +30,8 @@ import numpy as np
 import scipy.linalg as sla
 import scipy.sparse as sp
 
-from ..errors import UserInputError
-from .base import Interactions, RecommenderModel, biases, spectral_vectors
+from anime_recs.core.errors import UserInputError
+from anime_recs.models.base import Interactions, RecommenderModel, biases, spectral_vectors
 
 logger = logging.getLogger(__name__)
 

@@ -28,12 +28,12 @@ from typing import NamedTuple
 import numpy as np
 import scipy.sparse as sp
 
-from ..errors import UserInputError
-from .base import RecommenderModel
-from .ease import EASE
-from .hybrid import Hybrid
-from .neighbourhood import Neighbourhood, _weighted_neighbour_mean
-from .original import OriginalNetwork
+from anime_recs.core.errors import UserInputError
+from anime_recs.models.base import RecommenderModel
+from anime_recs.models.ease import EASE
+from anime_recs.models.hybrid import Hybrid
+from anime_recs.models.neighbourhood import Neighbourhood, weighted_neighbour_mean
+from anime_recs.models.original import OriginalNetwork
 
 logger = logging.getLogger(__name__)
 
@@ -87,7 +87,7 @@ def neighbourhood_ratings(model: Neighbourhood, item_rows: np.ndarray, ratings: 
     residual_item = ratings - parts.mu - parts.b_item[item_rows]
     b_user = float(residual_item.sum() / (len(ratings) + float(p["reg_user"])))
     residual = residual_item - b_user
-    item_term = _weighted_neighbour_mean(np.ascontiguousarray(parts.item_sim[item_rows].T), residual, parts.k)
+    item_term = weighted_neighbour_mean(np.ascontiguousarray(parts.item_sim[item_rows].T), residual, parts.k)
     Q = np.asarray(parts.Q, np.float64)
     q = Q[item_rows]
     gram = q.T @ q + float(p["factor_reg"]) * len(ratings) * np.eye(Q.shape[1])

@@ -17,10 +17,10 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import UserInputError
-from .base import Interactions, RecommenderModel
-from .ease import EASE
-from .neighbourhood import Neighbourhood
+from anime_recs.core.errors import UserInputError
+from anime_recs.models.base import Interactions, RecommenderModel
+from anime_recs.models.ease import EASE
+from anime_recs.models.neighbourhood import Neighbourhood
 
 
 class Hybrid(RecommenderModel):

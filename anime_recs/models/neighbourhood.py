@@ -38,7 +38,7 @@ from typing import Any, ClassVar
 import numpy as np
 import scipy.sparse as sp
 
-from .base import Interactions, RecommenderModel, biases, spectral_vectors
+from anime_recs.models.base import Interactions, RecommenderModel, biases, spectral_vectors
 
 logger = logging.getLogger(__name__)
 
@@ -89,7 +89,7 @@ def _pearson_baseline(residual: sp.csr_matrix, rated: sp.csr_matrix, rows: np.nd
     return out
 
 
-def _weighted_neighbour_mean(sims: np.ndarray, values: np.ndarray, k: int) -> np.ndarray:
+def weighted_neighbour_mean(sims: np.ndarray, values: np.ndarray, k: int) -> np.ndarray:
     """Row-wise mean of ``values`` over each row's ``k`` most similar columns with positive similarity (0 if none).
 
     The k-th largest similarity of each row is found with ``np.partition`` (cheaper than
@@ -213,7 +213,7 @@ class _Parts:
         if len(rated) == 0:
             return np.zeros(self.item_sim.shape[0], np.float32)
         # item_sim is symmetric: gathering rows and transposing is ~5x faster than gathering columns.
-        return _weighted_neighbour_mean(np.ascontiguousarray(self.item_sim[rated].T), values, self.k)
+        return weighted_neighbour_mean(np.ascontiguousarray(self.item_sim[rated].T), values, self.k)
 
     def _user_term(self, sims: np.ndarray) -> np.ndarray:
         """Per anime, the similarity-weighted mean residual of its k raters most similar to the user."""

@@ -2,9 +2,9 @@
 
 User and anime ``Embedding`` → normalised ``Dot`` (the cosine) → ``Dense(1)`` →
 ``BatchNormalization`` → activation, trained on ratings min-max scaled to [0, 1]
-(:mod:`anime_recs.model`, :mod:`anime_recs.training`). Once trained, it is served
+(:mod:`anime_recs.models.network.architecture`, :mod:`anime_recs.models.network.training`). Once trained, it is served
 from plain numpy: L2-normalised embeddings and the seven-number
-:class:`~anime_recs.embeddings.PredictionHead`, so loading it needs no TensorFlow.
+:class:`~anime_recs.models.network.embeddings.PredictionHead`, so loading it needs no TensorFlow.
 It ranks by predicted rating, as the original's ``model_recs`` did.
 """
 
@@ -17,15 +17,15 @@ from typing import Any
 
 import numpy as np
 
-from ..embeddings import PredictionHead, normalize_rows
-from ..encoding import IdEncoder, RatingArrays
-from ..errors import DataValidationError
-from .base import Interactions, RecommenderModel
+from anime_recs.models.network.embeddings import PredictionHead, normalize_rows
+from anime_recs.core.encoding import IdEncoder, RatingArrays
+from anime_recs.core.errors import DataValidationError
+from anime_recs.models.base import Interactions, RecommenderModel
 
 logger = logging.getLogger(__name__)
 
 
-#: Field names of :class:`~anime_recs.model.ModelParams`, listed here so that choosing a family
+#: Field names of :class:`~anime_recs.models.network.architecture.ModelParams`, listed here so that choosing a family
 #: never imports TensorFlow (tests/test_models.py checks the two agree).
 NETWORK_PARAMS: tuple[str, ...] = (
     "embedding_size", "l2_reg_factor", "kernel_initializer", "activation_function", "model_loss", "optimizer",
@@ -35,7 +35,7 @@ NETWORK_PARAMS: tuple[str, ...] = (
 
 
 def network_param_names() -> tuple[str, ...]:
-    """Names of :class:`~anime_recs.model.ModelParams` (without importing TensorFlow)."""
+    """Names of :class:`~anime_recs.models.network.architecture.ModelParams` (without importing TensorFlow)."""
     return NETWORK_PARAMS
 
 
@@ -44,7 +44,7 @@ class OriginalNetwork(RecommenderModel):
 
     Args:
         val_fraction: Share of the ratings :meth:`fit` holds out for early stopping.
-        **params: :class:`~anime_recs.model.ModelParams` fields (others are ignored).
+        **params: :class:`~anime_recs.models.network.architecture.ModelParams` fields (others are ignored).
     """
 
     family = "original"
@@ -83,8 +83,8 @@ class OriginalNetwork(RecommenderModel):
         return model
 
     def model_params(self) -> Any:
-        """The :class:`~anime_recs.model.ModelParams` of this network."""
-        from ..model import ModelParams
+        """The :class:`~anime_recs.models.network.architecture.ModelParams` of this network."""
+        from anime_recs.models.network.architecture import ModelParams
 
         names = set(network_param_names())
         return ModelParams.from_mapping({k: v for k, v in self.params.items() if k in names})
@@ -107,11 +107,11 @@ class OriginalNetwork(RecommenderModel):
                    verbose: bool = True) -> None:
         """Train on encoded, scaled rows (the neural_network step's own split and callbacks).
 
-        ``train`` is a :class:`~anime_recs.encoding.RatingArrays` or, streamed from the parquet,
-        a :class:`~anime_recs.streaming.StreamedRows`.
+        ``train`` is a :class:`~anime_recs.core.encoding.RatingArrays` or, streamed from the parquet,
+        a :class:`~anime_recs.data.streaming.StreamedRows`.
         """
-        from ..embeddings import extract_embeddings
-        from ..training import train_model
+        from anime_recs.models.network.embeddings import extract_embeddings
+        from anime_recs.models.network.training import train_model
 
         result = train_model(train, val, len(self.users), len(self.items), self.model_params(), strategy=strategy,
                              checkpoint_dir=checkpoint_dir, resume=resume, on_epoch_end=on_epoch_end, verbose=verbose)

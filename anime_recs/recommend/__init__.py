@@ -1,5 +1,5 @@
 """Serving recommendations: the catalogue, users' ratings and the three recommenders over one model."""
 
-from .recommender import AnimeRecommender, UserPreferences
+from anime_recs.recommend.recommender import AnimeRecommender, UserPreferences
 
 __all__ = ["AnimeRecommender", "UserPreferences"]

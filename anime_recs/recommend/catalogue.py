@@ -15,10 +15,10 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-from ..config import str_to_list
-from ..encoding import IdEncoder
-from ..errors import DataValidationError, UserInputError
-from ..names import MISSING_MARKER, normalise_name
+from anime_recs.core.config import str_to_list
+from anime_recs.core.encoding import IdEncoder
+from anime_recs.core.errors import DataValidationError, UserInputError
+from anime_recs.recommend.names import MISSING_MARKER, normalise_name
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +40,7 @@ _REQUIRED_ANIME = ("MAL_ID", "Name", "Genres", "Type", "Score", "Episodes")
 _SYNOPSIS_COLUMNS = ("sypnopsis", "synopsis", "Synopsis")  # upstream spells it "sypnopsis"
 
 
-def _count_series(labels: np.ndarray, counts: np.ndarray, name: str) -> pd.Series:
+def count_series(labels: np.ndarray, counts: np.ndarray, name: str) -> pd.Series:
     """Label -> count, most frequent first, ties alphabetically; zeros and ``Unknown`` dropped.
 
     Args:

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
-from ..errors import DataValidationError
+from anime_recs.core.errors import DataValidationError
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +33,7 @@ def read_ratings(path: Path | str) -> pd.DataFrame:
     return table.to_pandas(split_blocks=True, self_destruct=True)
 
 
-def _concat_ranges(starts: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def concat_ranges(starts: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Concatenate ``range(start, start + length)`` for each pair, without a Python loop.
 
     Returns:
@@ -154,7 +154,7 @@ class UserRatings:
             or without ratings).
         """
         starts, lengths = self._ratings_slices(np.asarray(user_ids, np.int64))
-        group, index = _concat_ranges(starts, lengths)
+        group, index = concat_ranges(starts, lengths)
         rows = self._r_row[index]
         # Favourite order inside each user's slice; only these users' rows are sorted.
         order = np.lexsort(

@@ -25,11 +25,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from ..errors import UserInputError, cut
-from ..models.foldin import fold_in
-from ..topk import top_k
-from .catalogue import check_count
-from .recommender import AnimeRecommender
+from anime_recs.core.errors import UserInputError, cut
+from anime_recs.models.foldin import fold_in
+from anime_recs.core.topk import top_k
+from anime_recs.recommend.catalogue import check_count
+from anime_recs.recommend.recommender import AnimeRecommender
 
 logger = logging.getLogger(__name__)
 

@@ -57,13 +57,13 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
-from ..encoding import IdEncoder
-from ..errors import DataValidationError, UserInputError
-from ..models.base import RecommenderModel
-from ..names import NameIndex
-from ..topk import top_k
-from .catalogue import Catalogue, _count_series, check_count, is_integer
-from .interactions import UserRatings, _concat_ranges
+from anime_recs.core.encoding import IdEncoder
+from anime_recs.core.errors import DataValidationError, UserInputError
+from anime_recs.models.base import RecommenderModel
+from anime_recs.recommend.names import NameIndex
+from anime_recs.core.topk import top_k
+from anime_recs.recommend.catalogue import Catalogue, count_series, check_count, is_integer
+from anime_recs.recommend.interactions import UserRatings, concat_ranges
 
 logger = logging.getLogger(__name__)
 
@@ -427,9 +427,9 @@ class AnimeRecommender(Catalogue, UserRatings):
                 "Score": self._score[rows],
             }
         )
-        genres = _count_series(self._genre_labels, self._G[rows].sum(axis=0), "genre")
+        genres = count_series(self._genre_labels, self._G[rows].sum(axis=0), "genre")
         source_counts = np.bincount(self._source_code[rows], minlength=len(self._source_labels))
-        sources = _count_series(self._source_labels, source_counts, "source")
+        sources = count_series(self._source_labels, source_counts, "source")
         return UserPreferences(
             user_id=uid,
             favorite_percentile=float(q),
@@ -462,7 +462,7 @@ class AnimeRecommender(Catalogue, UserRatings):
         sim_ids, counts = self._similar_votes(uid, check_count(n_similar, "n_similar"), check_count(num_faves, "num_faves"), None)
         votes = np.where(self._emb_has_meta, counts[np.maximum(self._emb_to_row, 0)], 0).astype(np.float64)
         starts, lengths = self._ratings_slices(np.asarray(sim_ids, np.int64))
-        _, index = _concat_ranges(starts, lengths)
+        _, index = concat_ranges(starts, lengths)
         emb = self._r_emb[index]
         ok = emb >= 0
         lo, hi = self.rating_scale

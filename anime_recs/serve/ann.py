@@ -23,9 +23,9 @@ import time
 
 import numpy as np
 
-from ..recommend import AnimeRecommender
-from ..recommend.catalogue import check_count
-from ..topk import top_k
+from anime_recs.recommend import AnimeRecommender
+from anime_recs.recommend.catalogue import check_count
+from anime_recs.core.topk import top_k
 
 logger = logging.getLogger(__name__)
 

@@ -34,11 +34,11 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 
-from ..config import str_to_list
-from ..errors import UserInputError, one_line
-from ..recommend.newuser import MAX_RATINGS, ratings_from_mal_xml, ratings_from_pairs
-from .holder import ModelHolder
-from .service import MAX_N, Service
+from anime_recs.core.config import str_to_list
+from anime_recs.core.errors import UserInputError, one_line
+from anime_recs.recommend.newuser import MAX_RATINGS, ratings_from_mal_xml, ratings_from_pairs
+from anime_recs.serve.holder import ModelHolder
+from anime_recs.serve.service import MAX_N, Service
 
 logger = logging.getLogger(__name__)
 

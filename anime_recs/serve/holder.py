@@ -14,8 +14,8 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from ..artifacts import ArtifactStore
-from .service import MODEL_ARTIFACT, Service, load_service
+from anime_recs.store.artifacts import ArtifactStore
+from anime_recs.serve.service import MODEL_ARTIFACT, Service, load_service
 
 logger = logging.getLogger(__name__)
 

@@ -34,10 +34,10 @@ import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 
-from ..config import str_to_list
-from ..errors import UserInputError, one_line
-from ..recommend.newuser import ratings_from_pairs
-from .service import Service
+from anime_recs.core.config import str_to_list
+from anime_recs.core.errors import UserInputError, one_line
+from anime_recs.recommend.newuser import ratings_from_pairs
+from anime_recs.serve.service import Service
 
 logger = logging.getLogger(__name__)
 

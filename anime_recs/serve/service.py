@@ -2,7 +2,7 @@
 
 :class:`Service` wraps an :class:`~anime_recs.recommend.AnimeRecommender` built from a
 model folder and the data it was trained on, and answers every query the CLI
-(:mod:`anime_recs.query`), the HTTP API (:mod:`anime_recs.serve.app`) and the MLflow
+(:mod:`anime_recs.cli.query`), the HTTP API (:mod:`anime_recs.serve.app`) and the MLflow
 pyfunc model (:mod:`anime_recs.serve.pyfunc`) offer, so all three return the same
 rows. :func:`load_service` reads a model version and its inputs from the artifact
 store; nothing here imports TensorFlow or MLflow.
@@ -20,13 +20,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..artifacts import ArtifactStore
-from ..data import load_anime, load_synopses
-from ..errors import UserInputError
-from ..models import load_model
-from ..recommend import AnimeRecommender
-from ..recommend.interactions import read_ratings
-from ..recommend.newuser import RatingList, recommend_new_user
+from anime_recs.store.artifacts import ArtifactStore
+from anime_recs.data.files import load_anime, load_synopses
+from anime_recs.core.errors import UserInputError
+from anime_recs.models import load_model
+from anime_recs.recommend import AnimeRecommender
+from anime_recs.recommend.interactions import read_ratings
+from anime_recs.recommend.newuser import RatingList, recommend_new_user
 
 logger = logging.getLogger(__name__)
 
@@ -74,7 +74,7 @@ class Service:
     @classmethod
     def from_files(cls, model_dir: Path, ratings: Path, anime: Path, synopses: Path | None, version: str) -> Service:
         """Build from a saved model folder and the data files it was trained on."""
-        from .ann import IndexedRecommender
+        from anime_recs.serve.ann import IndexedRecommender
 
         model = load_model(Path(model_dir))
         frame = read_ratings(ratings)

@@ -1,0 +1,84 @@
+"""The ``anime-recs`` command: ask for recommendations, inspect the artifact store, refresh data from MyAnimeList.
+
+    anime-recs similar NAME | recommend --user ID | users --user ID | serve   (see anime_recs.cli.query)
+    anime-recs artifacts list [NAME]
+    anime-recs artifacts path NAME[:VERSION]
+    anime-recs mal refresh [--out DIR] [--anime-ids-from ...] [--since-year YEAR] [--users FILE] ...
+    anime-recs tune --family ease --grid l2_per_count=40,80,160 [--write]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import pandas as pd
+
+from anime_recs.cli import query
+from anime_recs.pipeline import tuning
+from anime_recs.store.artifacts import ArtifactStore
+from anime_recs.core.errors import UserInputError, one_line
+from anime_recs.core.io import format_table
+from anime_recs.cli import mal as mal_cli
+
+
+def _list(store: ArtifactStore, name: str | None) -> None:
+    names = [name] if name else store.names()
+    rows = []
+    for artifact_name in names:
+        versions = store.versions(artifact_name)
+        if name and not versions:
+            store.get(artifact_name)  # raises the helpful "no artifact named ..." error
+        latest = store.latest_version(artifact_name)
+        for version in versions:
+            rows.append({
+                "artifact": version.ref + (" (latest)" if version.version == latest else ""),
+                "type": version.type,
+                "files": ", ".join(version.files),
+                "MB": round(sum(f["size"] for f in version.files.values()) / 1e6, 2),
+                "created": version.created,
+                "description": version.description,
+            })
+    if not rows:
+        print(f"no artifacts in {store.root} yet; run the pipeline first")
+        return
+    print(f"artifacts in {store.root}")
+    print(format_table(pd.DataFrame(rows), max_rows=10_000, max_colwidth=48))
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the ``anime-recs`` console script."""
+    parser = argparse.ArgumentParser(prog="anime-recs", description="Ask the trained model for recommendations; inspect the artifact store; refresh the data from MyAnimeList.",
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--root", default=None, help="artifact store folder (default: $ANIME_RECS_ARTIFACTS, else artifacts/ beside mlflow.db, else ./artifacts)")
+    commands = parser.add_subparsers(dest="group", required=True)
+    artifacts = commands.add_parser("artifacts", help="list artifacts or print the folder of one version")
+    actions = artifacts.add_subparsers(dest="action", required=True)
+    list_cmd = actions.add_parser("list", help="every published version (or those of one NAME)")
+    list_cmd.add_argument("name", nargs="?", default=None, help="only this artifact")
+    path_cmd = actions.add_parser("path", help="print the folder (or only file) of NAME[:VERSION] after checking its hashes")
+    path_cmd.add_argument("ref", help="NAME, NAME:vN or NAME:latest")
+    mal_cli.add_commands(commands)
+    tuning.add_command(commands)
+    query.add_commands(commands)
+    args = parser.parse_args(argv)
+    store = ArtifactStore(args.root)
+    try:
+        if args.group == "mal":
+            sys.exit(mal_cli.run(args, args.root))
+        elif args.group == "tune":
+            sys.exit(tuning.run_cli(args.family, args.grid, args.datasets, args.data_dir, args.write))
+        elif args.group != "artifacts":
+            query.main_exit(args, args.root)
+        elif args.action == "list":
+            _list(store, args.name)
+        else:
+            artifact = store.get(args.ref)
+            print(artifact.file() if len(artifact.files) == 1 else artifact.path)
+    except UserInputError as exc:
+        print(f"error: {one_line(exc)}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

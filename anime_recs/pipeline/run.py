@@ -1,0 +1,438 @@
+"""The pipeline: which steps exist, their order, and the parameters each gets from the config.
+
+``main.py`` is a thin Hydra entry point around :func:`run_pipeline`.
+
+Within one pipeline run the steps never hand files to each other through
+``name:latest``: after each step, the exact versions it published (its ``output.<name>``
+tags) replace ``name:latest`` in the parameters of the later steps, and each later
+step's recorded inputs (``input.<name>`` parameters) are checked against them. So two
+pipelines sharing one store never consume each other's outputs.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shlex
+import sys
+import tempfile
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from anime_recs.store.artifacts import ROOT_ENV, default_root
+from anime_recs.core.config import str_to_list, validate_config
+from anime_recs.data.download import MAL_API, source_kind
+from anime_recs.data.mal import source as mal_source
+from anime_recs.core.errors import UserInputError
+from anime_recs.pipeline.backends import BACKEND_ENV, check_tracking_server, require_wandb_online, resolve_backend_name
+from anime_recs.pipeline.environments import building_environment, check_env_manager
+from anime_recs.pipeline.tracking import PARENT_RUN_ENV, VERBOSE_ENV, WANDB_MODE_ENV, ensure_tracking_store, quiet_third_parties, resolve_wandb_mode
+
+logger = logging.getLogger(__name__)
+
+Config = Mapping[str, Any]
+
+
+def _abs(path: str, base: Path) -> str:
+    """Absolute form of a local path relative to ``base`` (steps run in their own folder)."""
+    if not path:
+        return path
+    candidate = Path(path).expanduser()
+    return str(candidate if candidate.is_absolute() else (base / candidate).resolve())
+
+
+def _source(value: str, base: Path) -> str:
+    if source_kind(value) == "file" and not str(value).startswith("file:"):
+        return _abs(value, base)
+    if source_kind(value) == MAL_API:
+        return mal_source.absolute(value, base)
+    return str(value)
+
+
+def download_params(cfg: Config, base: Path, workdir: Path) -> dict[str, Any]:
+    """Parameters of the download step."""
+    d = cfg["data"]
+    return {
+        "stats_url": _source(d["stats_url"], base),
+        "stats_artifact": d["stats_artifact"],
+        "stats_type": d["stats_artifact_type"],
+        "stats_description": d["stats_artifact_description"],
+        "all_anime_url": _source(d["all_anime_url"], base),
+        "all_anime_artifact": d["all_anime_artifact"],
+        "all_anime_type": d["all_anime_type"],
+        "all_anime_description": d["all_anime_description"],
+        "synopses_url": _source(d["synopses_url"], base),
+        "synopses_artifact": d["synopses_artifact"],
+        "synopses_type": d["synopses_artifact_type"],
+        "synopses_description": d["synopses_artifact_description"],
+        "from_local": d["from_local"],
+        "local_fname": _abs(d["local_fname"], base),
+        "save_raw_locally": d["save_raw_locally"],
+        "raw_dir": _abs(str(Path(d["local_dir"]) / "raw"), base),
+        "sample_users": d["sample_users"],
+        "sample_anime": d["sample_anime"],
+        "sample_mean_items": d["sample_mean_items"],
+        "download_timeout": d["download_timeout"],
+        "random_seed": cfg["main"]["random_seed"],
+    }
+
+
+def preprocess_params(cfg: Config, base: Path, workdir: Path) -> dict[str, Any]:
+    """Parameters of the preprocess step."""
+    d = cfg["data"]
+    return {
+        "raw_stats": d["stats_artifact_latest"],
+        "all_anime": d["all_anime_artifact_latest"],
+        "raw_type": d["stats_artifact_type"],
+        "preprocessed_stats": d["preprocessed_stats"],
+        "preprocessed_artifact_type": d["preprocessed_artifact_type"],
+        "preprocessed_artifact_description": d["preprocessed_artifact_description"],
+        "num_reviews": d["num_reviews"],
+        "drop_half_watched": d["drop_half_watched"],
+        "drop_unwatched": d["drop_unwatched"],
+        "drop_plan": d["drop_plan"],
+        "drop_unrated": d["drop_unrated"],
+        "save_clean_locally": d["save_clean_locally"],
+        "clean_dir": _abs(str(Path(d["local_dir"]) / "clean"), base),
+        "memory_limit_gb": d["memory_limit_gb"],
+    }
+
+
+def _model_config_file(cfg: Config, workdir: Path) -> str:
+    """The ``model`` and ``nn_arts`` groups as one JSON file (shared by neural_network and evaluate)."""
+    config_file = workdir / "model_config.json"
+    config_file.write_text(json.dumps({**cfg["model"], **cfg["nn_arts"]}, indent=2))
+    return str(config_file)
+
+
+def neural_network_params(cfg: Config, base: Path, workdir: Path) -> dict[str, Any]:
+    """Parameters of the neural_network step (model options travel as one JSON file)."""
+    return {
+        "input_data": cfg["data"]["preprocessed_artifact_latest"],
+        "input_type": cfg["data"]["preprocessed_artifact_type"],
+        "model_config": _model_config_file(cfg, workdir),
+        "overrides": "",
+        "random_seed": cfg["main"]["random_seed"],
+    }
+
+
+def evaluate_params(cfg: Config, base: Path, workdir: Path) -> dict[str, Any]:
+    """Parameters of the evaluate step (our model is configured as for neural_network)."""
+    e = cfg["evaluation"]
+    return {
+        "input_data": cfg["data"]["preprocessed_artifact_latest"],
+        "input_type": cfg["data"]["preprocessed_artifact_type"],
+        "model_config": _model_config_file(cfg, workdir),
+        "overrides": "",
+        "relevant_threshold": e["relevant_threshold"],
+        "k": e["k"],
+        "output": e["metrics_artifact"],
+        "output_type": e["metrics_type"],
+        "random_seed": cfg["main"]["random_seed"],
+    }
+
+
+def _recommender_inputs(cfg: Config) -> dict[str, Any]:
+    d = cfg["data"]
+    return {
+        "embeddings": cfg["nn_arts"]["main_embeddings"],
+        "main_df": d["preprocessed_artifact_latest"],
+        "anime_df": d["all_anime_artifact_latest"],
+        "synopses_df": d["sypnopses_artifact_latest"],
+        "random_seed": cfg["main"]["random_seed"],
+    }
+
+
+def _user(query: Any, random_user: bool, from_flow: bool, cfg: Config, max_ratings: Any = None) -> dict[str, Any]:
+    return {"user_query": query, "random_user": random_user or query is None, "from_flow": from_flow,
+            "flow_artifact": cfg["users"]["flow_user"], "max_ratings": max_ratings}
+
+
+def _csv(values: Any) -> str:
+    return ",".join(str(v) for v in (values or []) if v is not None)
+
+
+def similar_anime_params(cfg: Config, base: Path, workdir: Path) -> dict[str, Any]:
+    """Parameters of the similar_anime step."""
+    s = cfg["similarity"]
+    return {**_recommender_inputs(cfg), "anime_query": s["anime_query"], "random_anime": s["random_anime"],
+            "a_query_number": s["a_query_number"], "an_spec_genres": s["an_spec_genres"], "anime_rec_genres": _csv(s["anime_rec_genres"]),
+            "spec_types": s["spec_types"], "types": _csv(s["types"]), "sim_anime_fn": s["sim_anime_fn"], "sim_anime_type": s["sim_anime_type"]}
+
+
+def similar_users_params(cfg: Config, base: Path, workdir: Path) -> dict[str, Any]:
+    """Parameters of the similar_users step."""
+    s, u = cfg["similarity"], cfg["users"]
+    return {**_recommender_inputs(cfg), **_user(u["sim_user_query"], s["sim_random_user"], False, cfg, s["max_ratings"]),
+            "id_query_number": s["id_query_number"], "num_faves": u["num_faves"], "TV_only": u["TV_only"],
+            "sim_users_fn": u["sim_users_fn"], "sim_users_type": u["sim_users_type"], "ID_fn": u["ID_fn"], "ID_type": u["ID_type"]}
+
+
+def _clouds(u: Config, genre_fn: str, source_fn: str) -> dict[str, Any]:
+    return {"favorite_percentile": u["favorite_percentile"], "cloud_width": u["cloud_width"], "cloud_height": u["cloud_height"],
+            "genre_fn": genre_fn, "source_fn": source_fn, "cloud_type": u["cloud_type"]}
+
+
+def user_prefs_params(cfg: Config, base: Path, workdir: Path) -> dict[str, Any]:
+    """Parameters of the user_prefs step."""
+    u = cfg["users"]
+    return {**_recommender_inputs(cfg), **_user(u["prefs_user_query"], u["pref_random_user"], u["prefs_from_flow"], cfg,
+                                                cfg["similarity"]["max_ratings"]),
+            **_clouds(u, u["genre_fn"], u["source_fn"]),
+            "prefs_csv": u["prefs_csv"], "prefs_type": u["fave_art_type"], "clouds_artifact": u["prefs_clouds"]}
+
+
+def user_recs_params(cfg: Config, base: Path, workdir: Path) -> dict[str, Any]:
+    """Parameters of the user_recs step."""
+    u = cfg["users"]
+    return {**_recommender_inputs(cfg), **_user(u["user_recs_query"], u["user_recs_random"], u["recs_ID_from_flow"], cfg,
+                                                cfg["similarity"]["max_ratings"]),
+            **_clouds(u, f"recs_{u['genre_fn']}", f"recs_{u['source_fn']}"),
+            "user_num_recs": u["user_num_recs"], "recs_n_sim_ID": u["recs_n_sim_ID"], "num_faves": u["num_faves"],
+            "ID_spec_genres": u["ID_spec_genres"], "ID_rec_genres": _csv(u["ID_rec_genres"]),
+            "user_recs_fn": u["user_recs_fn"], "user_recs_type": u["user_recs_type"], "clouds_artifact": u["recs_clouds"]}
+
+
+def model_recs_params(cfg: Config, base: Path, workdir: Path) -> dict[str, Any]:
+    """Parameters of the model_recs step."""
+    m = cfg["model_recs"]
+    return {**_recommender_inputs(cfg), **_user(m["model_user_query"], m["model_random_user"], m["model_ID_flow"], cfg,
+                                                cfg["similarity"]["max_ratings"]),
+            "model_num_recs": m["model_num_recs"], "specify_types": m["specify_types"], "anime_types": _csv(m["anime_types"]),
+            "specify_genres": m["specify_genres"], "model_genres": _csv(m["model_genres"]), "min_score": m["min_score"],
+            "max_score": m["max_score"], "model_recs_fn": m["model_recs_fn"], "model_recs_type": m["model_recs_type"]}
+
+
+# Pipeline order. A step listed here has a folder of the same name.
+STEPS: dict[str, Callable[[Config, Path, Path], dict[str, Any]]] = {
+    "download": download_params,
+    "preprocess": preprocess_params,
+    "neural_network": neural_network_params,
+    "evaluate": evaluate_params,
+    "similar_anime": similar_anime_params,
+    "similar_users": similar_users_params,
+    "user_prefs": user_prefs_params,
+    "user_recs": user_recs_params,
+    "model_recs": model_recs_params,
+}
+
+
+#: Keys whose comma-separated value is one list, never a sweep.
+LIST_VALUED_KEYS = ("main.execute_steps",)
+_SWEEP_FUNCTIONS = ("choice(", "range(", "interval(", "glob(", "tag(", "sort(", "shuffle(")
+
+
+def split_overrides(argv: list[str]) -> list[str]:
+    """Split arguments holding several overrides; keep values with spaces or commas whole.
+
+    MLflow passes ``-P hydra_options="a=1 b='x y'"`` as one argument; Hydra wants one
+    override per argument. Values are re-quoted for Hydra's grammar so that
+    ``'Silent Mobius'`` stays one string and ``'download,preprocess'`` is not a sweep.
+    Under ``-m`` / ``--multirun`` a comma list (``model.ranking.l2_per_count=40,80``) and
+    Hydra's sweep functions (``choice(...)``, ``range(...)``) are sweeps and stay as
+    they are, except for the list-valued ``main.execute_steps``.
+    """
+    try:
+        tokens = [t for arg in argv for t in shlex.split(arg)]
+    except ValueError as exc:
+        raise UserInputError(f"cannot parse the overrides {' '.join(argv)!r} ({exc}); check the quotes") from None
+    multirun = any(t in ("-m", "--multirun") for t in tokens)
+    overrides = []
+    for token in tokens:
+        key, sep, value = token.partition("=")
+        sweep = multirun and key.lstrip("+~") not in LIST_VALUED_KEYS and (
+            (" " not in value and "," in value) or value.startswith(_SWEEP_FUNCTIONS))
+        if sep and not sweep and any(c in value for c in " ,") and not value.startswith(("[", "{", "'", '"')):
+            value = "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+        overrides.append(f"{key}{sep}{value}")
+    return overrides
+
+
+def parse_steps(execute_steps: Any, steps: Mapping[str, Any] = STEPS) -> list[str]:
+    """Validate ``main.execute_steps`` and return it in pipeline order.
+
+    Raises:
+        UserInputError: an unknown step name (before anything runs).
+    """
+    wanted = str_to_list(execute_steps) if isinstance(execute_steps, str) else [str(s).strip() for s in execute_steps]
+    if not wanted:
+        raise UserInputError(f"main.execute_steps is empty; choose from: {', '.join(steps)}")
+    unknown = [s for s in wanted if s not in steps]
+    if unknown:
+        raise UserInputError(f"unknown step(s) {', '.join(map(repr, unknown))} in main.execute_steps; valid steps: {', '.join(steps)}")
+    return [s for s in steps if s in wanted]
+
+
+def step_uri(step: str, cfg: Config, project_dir: Path) -> tuple[str, str | None]:
+    """Where a step's MLflow project lives: the local folder, or ``<git uri>#<step>`` and a version."""
+    main = cfg["main"]
+    if step == "download" and main.get("download_repository"):
+        return str(main["download_repository"]), str(main["steps_version"])
+    if main.get("steps_repository"):
+        return f"{main['steps_repository']}#{step}", str(main["steps_version"])
+    return str(project_dir / step), None
+
+
+def configure_environment(cfg: Config, base: Path) -> None:
+    """Export what every step process reads: W&B grouping and mode, the artifact backend and root, verbosity.
+
+    With a remote backend (``mlflow``, ``wandb``) and neither ``main.artifact_root`` nor
+    ``$ANIME_RECS_ARTIFACTS``, no local store is kept: each step stages and caches in a temporary one.
+
+    Raises:
+        UserInputError: an unknown backend, a W&B backend without W&B online, an unreachable tracking server.
+    """
+    main = cfg["main"]
+    os.environ[VERBOSE_ENV] = "1" if main.get("verbose") else "0"
+    quiet_third_parties()
+    os.environ["WANDB_PROJECT"] = str(main["project_name"])
+    os.environ["WANDB_RUN_GROUP"] = str(main["experiment_name"])
+    os.environ[WANDB_MODE_ENV] = resolve_wandb_mode(str(main["wandb_mode"]))
+    backend = resolve_backend_name(str(main.get("artifact_backend") or "local"))
+    if backend == "wandb":
+        require_wandb_online(os.environ[WANDB_MODE_ENV])
+    check_tracking_server(_tracking_uri())
+    os.environ[BACKEND_ENV] = backend
+    if main.get("artifact_root"):
+        os.environ[ROOT_ENV] = _abs(str(main["artifact_root"]), base)
+    elif backend == "local":
+        os.environ[ROOT_ENV] = str(default_root())
+
+
+def _tracking_uri() -> str:
+    """``mlflow.get_tracking_uri()``, without importing MLflow when it could only return ``$MLFLOW_TRACKING_URI``.
+
+    Only an imported MLflow can hold a URI set in this process; before that, MLflow returns the variable
+    as it is. Importing MLflow costs ~1.5 s of CPU, which an unreachable server no longer waits for.
+    """
+    if "mlflow" not in sys.modules and os.environ.get("MLFLOW_TRACKING_URI"):
+        return os.environ["MLFLOW_TRACKING_URI"]
+    import mlflow
+
+    return mlflow.get_tracking_uri()
+
+
+def run_pipeline(cfg: Config, project_dir: Path, base: Path, overrides: list[str] | None = None) -> list[str]:
+    """Run the chosen steps through ``mlflow.run`` under one parent run; return the child run ids.
+
+    Args:
+        cfg: the resolved Hydra config.
+        project_dir: the folder holding the step folders.
+        base: where the user ran (relative paths are resolved against it).
+        overrides: the command-line overrides of this job, logged on the parent run with the resolved config.
+    """
+    steps = parse_steps(cfg["main"]["execute_steps"])
+    validate_config(cfg)
+    env_manager = str(cfg["main"]["env_manager"])
+    check_env_manager(env_manager, [project_dir / step / "conda.yml" for step in steps])
+    configure_environment(cfg, base)
+    with tempfile.TemporaryDirectory(prefix="anime_recs_pipeline_") as workdir:
+        # Build every step's parameters first: config errors surface before anything runs.
+        params = {step: STEPS[step](cfg, base, Path(workdir)) for step in steps}
+        return _run_steps(cfg, steps, params, project_dir, env_manager, overrides or [])
+
+
+def pin_inputs(params: Mapping[str, Any], produced: Mapping[str, str]) -> dict[str, Any]:
+    """Replace every ``name:latest`` parameter by the exact ``name:vN`` this pipeline run produced.
+
+    Args:
+        params: a step's parameters.
+        produced: artifact name -> ``name:vN`` published by the earlier steps of this run.
+
+    Returns:
+        The parameters, pinned; references to artifacts this run did not produce stay as given.
+    """
+    pinned = dict(params)
+    for key, value in params.items():
+        if isinstance(value, str):
+            name, sep, version = value.rpartition(":")
+            if sep and version == "latest" and name in produced:
+                pinned[key] = produced[name]
+    return pinned
+
+
+def check_inputs(step: str, used: Mapping[str, str], pinned: Mapping[str, str]) -> None:
+    """Check that a step consumed the versions the pipeline pinned for it.
+
+    Args:
+        step: the step's name (for the message).
+        used: artifact name -> ``name:vN`` the step recorded (its ``input.<name>`` parameters).
+        pinned: artifact name -> ``name:vN`` the pipeline passed to it.
+
+    Raises:
+        UserInputError: the step used another version than the one this run produced.
+    """
+    wrong = [f"{used[name]} instead of {ref}" for name, ref in pinned.items() if name in used and used[name] != ref]
+    if wrong:
+        raise UserInputError(f"step {step} consumed {', '.join(wrong)} produced by this pipeline run; its outputs are not "
+                             "trustworthy: check that the step passes its input parameters to use_artifact")
+
+
+def _run_record(client: Any, run_id: str) -> tuple[dict[str, str], dict[str, str]]:
+    """A finished step run's outputs (``output.<name>`` tags) and inputs (``input.<name>`` params)."""
+    data = client.get_run(run_id).data
+    outputs = {k.removeprefix("output."): v for k, v in data.tags.items() if k.startswith("output.")}
+    inputs = {k.removeprefix("input."): v for k, v in data.params.items() if k.startswith("input.")}
+    return outputs, inputs
+
+
+def _log_config(cfg: Config, overrides: list[str]) -> None:
+    """Record the resolved config and the overrides on the active (parent) run, as the MLflow UI shows them."""
+    import mlflow
+
+    mlflow.log_dict(dict(cfg), "config/resolved_config.yaml")
+    mlflow.log_dict({"overrides": list(overrides)}, "config/overrides.yaml")
+    mlflow.set_tag("anime_recs.overrides", " ".join(overrides)[:5000])
+    mlflow.log_params({"model.family": cfg.get("model", {}).get("family", ""),
+                       "main.artifact_backend": os.environ.get(BACKEND_ENV, "local")})
+
+
+def _run_steps(cfg: Config, steps: list[str], params: dict[str, dict[str, Any]], project_dir: Path, env_manager: str,
+               overrides: list[str]) -> list[str]:
+    """Submit each step with ``mlflow.run`` under one parent run, pinning what earlier steps produced."""
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    ensure_tracking_store()
+    if "MLFLOW_RUN_ID" not in os.environ:
+        mlflow.set_experiment(str(cfg["main"]["experiment_name"]))
+    child_runs = []
+    produced: dict[str, str] = {}
+    client = MlflowClient()
+    with mlflow.start_run(run_name="pipeline") as parent:
+        os.environ[PARENT_RUN_ENV] = parent.info.run_id
+        mlflow.set_tag("anime_recs.pipeline.steps", ",".join(steps))
+        _log_config(cfg, overrides)
+        where = os.environ.get(ROOT_ENV) or f"the MLflow tracking server {mlflow.get_tracking_uri()}"
+        if os.environ[BACKEND_ENV] == "wandb":
+            where = f"W&B project {os.environ['WANDB_PROJECT']}"
+        print(f"pipeline run {parent.info.run_id}: steps {', '.join(steps)}; artifacts in {where}", flush=True)
+        for step in steps:
+            uri, version = step_uri(step, cfg, project_dir)
+            step_params = pin_inputs(params[step], produced)
+            pinned = {ref.rpartition(":")[0]: ref for key, ref in step_params.items() if ref != params[step][key]}
+            print(f"\n=== step {step} ===" + (f" (inputs from this run: {', '.join(pinned.values())})" if pinned else ""), flush=True)
+            with building_environment(step, env_manager):
+                submitted = mlflow.run(
+                    uri,
+                    entry_point="main",
+                    version=version,
+                    parameters=step_params,
+                    env_manager=env_manager,
+                    experiment_id=parent.info.experiment_id,
+                    run_name=step,
+                    synchronous=False,
+                )
+            # Tag at once so the UI nests the step while it runs, whatever the step code does.
+            client.set_tag(submitted.run_id, "mlflow.parentRunId", parent.info.run_id)
+            child_runs.append(submitted.run_id)
+            if not submitted.wait():
+                raise UserInputError(f"step {step} failed (MLflow run {submitted.run_id}); see its error above")
+            outputs, inputs = _run_record(client, submitted.run_id)
+            check_inputs(step, inputs, pinned)
+            produced.update(outputs)
+            for name, ref in outputs.items():
+                client.set_tag(parent.info.run_id, f"output.{name}"[:250], ref)
+    return child_runs

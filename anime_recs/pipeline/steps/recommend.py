@@ -1,0 +1,157 @@
+"""What the five recommender steps share: loading the recommender, choosing the user, writing results.
+
+Inputs of every recommender step: the embeddings bundle (from neural_network), the
+preprocessed stats, the all-anime table and the synopses. They are checked against
+each other: a model trained on other data stops the step with one line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from anime_recs.core.config import optional_int, str_to_bool
+from anime_recs.data.files import load_anime, load_synopses
+from anime_recs.core.errors import ArtifactError, UserInputError
+from anime_recs.core.io import print_table, write_csv
+from anime_recs.models import load_model
+from anime_recs.recommend import AnimeRecommender
+from anime_recs.recommend.interactions import read_ratings
+from anime_recs.pipeline.tracking import StepContext
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RecommenderInputs:
+    """Artifact references of the recommender's inputs."""
+
+    embeddings: str = "anime_nn_embeddings:latest"
+    main_df: str = "preprocessed_stats.parquet:latest"
+    anime_df: str = "all_anime.csv:latest"
+    synopses_df: str = "synopses.csv:latest"
+    embeddings_type: str = "embeddings"
+    main_df_type: str = "preprocessed_data"
+    raw_type: str = "raw_data"
+
+
+@dataclass(frozen=True)
+class UserChoice:
+    """Where the query user comes from: the flow's id artifact, the config, or random."""
+
+    user_query: int | None = None
+    random_user: bool = False
+    from_flow: bool = False
+    flow_artifact: str = "ID_used.csv:latest"
+    flow_type: str = "user_id"
+    max_ratings: int | None = None
+
+
+def add_input_args(parser: argparse.ArgumentParser) -> None:
+    """The four input artifacts every recommender step reads."""
+    defaults = RecommenderInputs()
+    parser.add_argument("--embeddings", default=defaults.embeddings, help="fitted model artifact from neural_network (any model family)")
+    parser.add_argument("--main_df", default=defaults.main_df, help="preprocessed stats artifact")
+    parser.add_argument("--anime_df", default=defaults.anime_df, help="all-anime artifact")
+    parser.add_argument("--synopses_df", default=defaults.synopses_df, help="synopses artifact")
+    parser.add_argument("--random_seed", type=int, default=42, help="seed for random users/anime")
+
+
+def add_user_args(parser: argparse.ArgumentParser, from_flow_default: bool) -> None:
+    """How the query user is chosen (see :class:`UserChoice`)."""
+    parser.add_argument("--user_query", type=optional_int, default=None, help="user id to query (null: none)")
+    parser.add_argument("--random_user", type=str_to_bool, default=False, help="pick a random user instead of --user_query")
+    parser.add_argument("--from_flow", type=str_to_bool, default=from_flow_default,
+                        help="use the user id published by the similar_users step (--flow_artifact) when it exists")
+    parser.add_argument("--flow_artifact", default="ID_used.csv:latest", help="the id artifact of the similar_users step")
+    parser.add_argument("--max_ratings", type=optional_int, default=None, help="random users have at most this many ratings")
+
+
+def add_cloud_args(parser: argparse.ArgumentParser, genre_fn: str, source_fn: str) -> None:
+    """Favourite-percentile and word cloud options (user_prefs, user_recs)."""
+    parser.add_argument("--favorite_percentile", type=float, default=0.8,
+                        help="favourites: rated at or above this percentile of the user's own ratings")
+    parser.add_argument("--cloud_width", type=int, default=600, help="word cloud width in pixels")
+    parser.add_argument("--cloud_height", type=int, default=350, help="word cloud height in pixels")
+    parser.add_argument("--genre_fn", default=genre_fn, help="genre cloud file name")
+    parser.add_argument("--source_fn", default=source_fn, help="source cloud file name")
+    parser.add_argument("--cloud_type", default="word_cloud", help="artifact type of the clouds")
+
+
+def inputs_from_args(args: argparse.Namespace) -> RecommenderInputs:
+    """Collect :class:`RecommenderInputs` from parsed options."""
+    return RecommenderInputs(args.embeddings, args.main_df, args.anime_df, args.synopses_df)
+
+
+def user_choice_from_args(args: argparse.Namespace) -> UserChoice:
+    """Collect :class:`UserChoice` from parsed options."""
+    return UserChoice(args.user_query, args.random_user, args.from_flow, args.flow_artifact, "user_id", args.max_ratings)
+
+
+def load_recommender(ctx: StepContext, inputs: RecommenderInputs) -> AnimeRecommender:
+    """Load the four inputs, check they belong together, build the recommender."""
+    embeddings = ctx.use_artifact(inputs.embeddings, inputs.embeddings_type)
+    main_df = ctx.use_artifact(inputs.main_df, inputs.main_df_type)
+    model = load_model(embeddings.path)
+    ratings = read_ratings(main_df.file())
+    trained_on = embeddings.metadata.get("input", {}).get(main_df.name)
+    if trained_on and trained_on != main_df.ref:
+        users_match = np.array_equal(np.unique(ratings["user_id"].to_numpy()), model.users.ids)
+        anime_match = np.array_equal(np.unique(ratings["anime_id"].to_numpy()), model.items.ids)
+        if not (users_match and anime_match):
+            raise UserInputError(
+                f"model {embeddings.ref} was trained on {trained_on}, but {main_df.ref} has other users/anime; "
+                f"pass --main_df {trained_on} or retrain with the neural_network step"
+            )
+    anime = load_anime(ctx.use_artifact(inputs.anime_df, inputs.raw_type).file())
+    synopses = load_synopses(ctx.use_artifact(inputs.synopses_df, inputs.raw_type).file())
+    return AnimeRecommender(model=model, ratings=ratings, anime=anime, synopses=synopses)
+
+
+def choose_user(ctx: StepContext, rec: AnimeRecommender, choice: UserChoice, seed: int) -> tuple[int, str]:
+    """The query user and where it came from: flow artifact, else config id, else random."""
+    if choice.from_flow:
+        try:
+            artifact = ctx.use_artifact(choice.flow_artifact, choice.flow_type)
+        except ArtifactError as exc:
+            if "no artifact named" not in str(exc):
+                raise
+            logger.info("no %s yet; falling back to the configured user", choice.flow_artifact)
+        else:
+            user_id = int(pd.read_csv(artifact.file())["user_id"].iloc[0])
+            return user_id, f"the similar_users step ({artifact.ref})"
+    if choice.user_query is not None and not choice.random_user:
+        return int(choice.user_query), "the config"
+    user_id = rec.random_user(np.random.default_rng(seed), max_ratings=choice.max_ratings)
+    limit = f" with at most {choice.max_ratings} ratings" if choice.max_ratings else ""
+    return user_id, f"random choice{limit} (seed {seed})"
+
+
+def publish_table(ctx: StepContext, frame: pd.DataFrame, name: str, type: str, description: str, title: str,
+                  metadata: dict | None = None, columns: list[str] | None = None) -> str:
+    """Print a readable table, show it in the MLflow (and W&B) UI, write the CSV atomically and publish it; return the ref."""
+    shown = frame[[c for c in (columns or list(frame.columns)) if c in frame.columns]]
+    print_table(shown, title)
+    ctx.log_table(shown, name)
+    if frame.attrs.get("note"):
+        print(f"note: {frame.attrs['note']}", flush=True)
+    path = write_csv(frame, ctx.workdir / name)
+    return ctx.log_artifact(name, type, {name: path}, description, metadata or {}).ref
+
+
+def cloud_files(ctx: StepContext, genres: pd.Series, sources: pd.Series, user_id: int, width: int, height: int,
+                genre_fn: str, source_fn: str) -> dict[str, Path]:
+    """Draw the genre and source word clouds of a user's favourites."""
+    from anime_recs.pipeline.plots import genre_cloud
+
+    files = {}
+    for fn, counts, what in ((genre_fn, genres, "genres"), (source_fn, sources, "source material")):
+        if counts.empty:
+            raise UserInputError(f"user {user_id} has no favourites with known {what}; try another user or a lower favorite_percentile")
+        files[fn] = Path(genre_cloud(counts, ctx.workdir / fn, width, height, title=f"User {user_id}: favourite {what}"))
+    return files
