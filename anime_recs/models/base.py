@@ -23,7 +23,7 @@ import logging
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Self
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, Self
 
 import numpy as np
 import scipy.sparse as sp
@@ -123,11 +123,23 @@ class Interactions:
         return self.take(np.flatnonzero(~held)), self.take(np.flatnonzero(held))
 
 
+class FoldIn(NamedTuple):
+    """A new user's scores over every model anime (encoder rows).
+
+    Attributes:
+        rank_scores: Higher = the user wants it more (as :meth:`RecommenderModel.rank_scores`).
+        predicted: Predicted ratings on the raw scale (as :meth:`RecommenderModel.predict_user`).
+    """
+
+    rank_scores: np.ndarray
+    predicted: np.ndarray
+
+
 class RecommenderModel(ABC):
     """A fitted model family behind the one recommender interface (see the module docstring).
 
     Subclasses set :attr:`family`, implement the abstract methods and
-    :meth:`_arrays` / :meth:`_from_arrays` for saving.
+    :meth:`state_arrays` / :meth:`set_state_arrays` for saving.
     """
 
     family: ClassVar[str] = ""
@@ -220,6 +232,18 @@ class RecommenderModel(ABC):
     def user_vectors(self) -> np.ndarray:
         """``(n_users, d)`` representations compared by cosine in ``similar_users``."""
 
+    def fold_in(self, item_rows: np.ndarray, ratings: np.ndarray) -> FoldIn:
+        """Scores for someone the model has never seen, from checked, de-duplicated (anime row, rating) pairs.
+
+        The item side stays fixed; only what describes the new user is solved (see
+        :mod:`anime_recs.models.foldin`, which checks the pairs and calls this). Families without a
+        fold-in keep this default.
+
+        Raises:
+            UserInputError: the family cannot fold in new users.
+        """
+        raise UserInputError(f"model family {self.family!r} has no fold-in for new users")
+
     def clip(self, ratings: np.ndarray) -> np.ndarray:
         """Ratings clipped to the scale."""
         return np.clip(ratings, *self.rating_scale)
@@ -231,18 +255,18 @@ class RecommenderModel(ABC):
 
     # -- persistence -------------------------------------------------------------
     @abstractmethod
-    def _arrays(self) -> dict[str, np.ndarray | sp.spmatrix]:
+    def state_arrays(self) -> dict[str, np.ndarray | sp.spmatrix]:
         """Name -> array (dense or sparse) of everything the fitted model needs."""
 
     @abstractmethod
-    def _from_arrays(self, arrays: dict[str, Any]) -> None:
-        """Restore the state written by :meth:`_arrays`."""
+    def set_state_arrays(self, arrays: dict[str, Any]) -> None:
+        """Restore the state written by :meth:`state_arrays`."""
 
     def save(self, folder: Path) -> dict[str, Path]:
         """Write ``model.json``, the encoders and the arrays into ``folder``; return name -> path."""
         folder.mkdir(parents=True, exist_ok=True)
         paths: dict[str, Path] = {}
-        arrays: dict[str, Any] = {"user_ids": self.users.ids, "anime_ids": self.items.ids, **self._arrays()}
+        arrays: dict[str, Any] = {"user_ids": self.users.ids, "anime_ids": self.items.ids, **self.state_arrays()}
         kinds = {}
         for name, array in arrays.items():
             if sp.issparse(array):
@@ -272,7 +296,7 @@ class RecommenderModel(ABC):
         model.items = IdEncoder.from_sorted(arrays.pop("anime_ids"), "anime")
         model.rating_scale = tuple(float(v) for v in meta["rating_scale"])  # type: ignore[assignment]
         model.fit_info = meta.get("fit_info", {})
-        model._from_arrays(arrays)
+        model.set_state_arrays(arrays)
         return model
 
 

@@ -31,7 +31,7 @@ import scipy.linalg as sla
 import scipy.sparse as sp
 
 from anime_recs.core.errors import UserInputError
-from anime_recs.models.base import Interactions, RecommenderModel, biases, spectral_vectors
+from anime_recs.models.base import FoldIn, Interactions, RecommenderModel, biases, spectral_vectors
 
 logger = logging.getLogger(__name__)
 
@@ -139,6 +139,24 @@ class EASE(RecommenderModel):
         """Scores of users given as graded history rows (``rated + liked_weight · liked``) over the model's items."""
         return np.asarray(history @ self._B, dtype=np.float32)
 
+    def history_scores(self, item_rows: np.ndarray, ratings: np.ndarray) -> np.ndarray:
+        """Ranking scores of a new user: their graded history row (``rated + liked_weight · liked``) @ B.
+
+        Exactly what a training user with the same ratings gets.
+        """
+        p = self.params
+        lo, hi = self.rating_scale
+        liked = (ratings >= lo + float(p["like_threshold"]) * (hi - lo) - 1e-9).astype(np.float64)
+        history = sp.csr_matrix((1.0 + float(p["liked_weight"]) * liked, (np.zeros(len(item_rows), np.int64), item_rows)),
+                                shape=(1, len(self.items)), dtype=np.float32)
+        return self.scores_for_history(history)[0]
+
+    def fold_in(self, item_rows: np.ndarray, ratings: np.ndarray) -> FoldIn:
+        """History-row scores; ratings from the fixed item biases and the new user's regularised bias."""
+        mu, _, b_item = self.baseline()
+        b_user = float((ratings - mu - b_item[item_rows]).sum() / (len(ratings) + float(self.params["reg_user"])))
+        return FoldIn(self.history_scores(item_rows, ratings), self.clip(mu + b_user + b_item))
+
     def item_vectors(self) -> np.ndarray:
         """SVD item vectors."""
         return self._V
@@ -147,11 +165,11 @@ class EASE(RecommenderModel):
         """SVD user vectors."""
         return self._U
 
-    def _arrays(self) -> dict[str, Any]:
+    def state_arrays(self) -> dict[str, Any]:
         return {"X": self._X, "B": self._B, "mu": np.array([self._mu]), "b_user": self._b_user, "b_item": self._b_item,
                 "user_vectors": self._U, "item_vectors": self._V}
 
-    def _from_arrays(self, arrays: dict[str, Any]) -> None:
+    def set_state_arrays(self, arrays: dict[str, Any]) -> None:
         self._X, self._B = arrays["X"].astype(np.float32), arrays["B"]
         self._mu, self._b_user, self._b_item = float(arrays["mu"][0]), arrays["b_user"], arrays["b_item"]
         self._U, self._V = arrays["user_vectors"], arrays["item_vectors"]

@@ -1,6 +1,7 @@
 """Fold-in: score a user the model has never seen from their (anime, rating) pairs, without retraining.
 
-Each family keeps its item side fixed and solves only for what describes the new user:
+Each family keeps its item side fixed and solves only for what describes the new user
+(:meth:`~anime_recs.models.base.RecommenderModel.fold_in`, implemented by the family itself):
 
 - ``ease`` (and the hybrid's ranking): the graded history row ``rated + liked_weight · liked``
   times the item-item weights ``B``, exactly what a training user with the same
@@ -23,34 +24,15 @@ the caller excludes what the user listed (as ``filter_seen`` does for known user
 from __future__ import annotations
 
 import logging
-from typing import NamedTuple
 
 import numpy as np
-import scipy.sparse as sp
 
 from anime_recs.core.errors import UserInputError
-from anime_recs.models.base import RecommenderModel
-from anime_recs.models.ease import EASE
-from anime_recs.models.hybrid import Hybrid
-from anime_recs.models.neighbourhood import Neighbourhood, weighted_neighbour_mean
-from anime_recs.models.original import OriginalNetwork
+from anime_recs.models.base import FoldIn, RecommenderModel
 
 logger = logging.getLogger(__name__)
 
-#: Ridge penalty of the original network's user-embedding solve (relative to the number of ratings).
-EMBEDDING_RIDGE = 0.1
-
-
-class FoldIn(NamedTuple):
-    """A new user's scores over every model anime (encoder rows).
-
-    Attributes:
-        rank_scores: Higher = the user wants it more (as :meth:`RecommenderModel.rank_scores`).
-        predicted: Predicted ratings on the raw scale (as :meth:`RecommenderModel.predict_user`).
-    """
-
-    rank_scores: np.ndarray
-    predicted: np.ndarray
+__all__ = ["FoldIn", "fold_in"]
 
 
 def _check_pairs(model: RecommenderModel, item_rows: np.ndarray, ratings: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -71,48 +53,6 @@ def _check_pairs(model: RecommenderModel, item_rows: np.ndarray, ratings: np.nda
     return rows[keep], values[keep]
 
 
-def ease_scores(model: EASE, item_rows: np.ndarray, ratings: np.ndarray) -> np.ndarray:
-    """EASE ranking scores of a new user: graded history row @ B."""
-    p = model.params
-    lo, hi = model.rating_scale
-    liked = (ratings >= lo + float(p["like_threshold"]) * (hi - lo) - 1e-9).astype(np.float64)
-    history = sp.csr_matrix((1.0 + float(p["liked_weight"]) * liked, (np.zeros(len(item_rows), np.int64), item_rows)),
-                            shape=(1, len(model.items)), dtype=np.float32)
-    return model.scores_for_history(history)[0]
-
-
-def neighbourhood_ratings(model: Neighbourhood, item_rows: np.ndarray, ratings: np.ndarray) -> np.ndarray:
-    """Predicted ratings of a new user: bias + item neighbourhood + factors (no user neighbourhood term)."""
-    parts, p = model._parts, model.params
-    residual_item = ratings - parts.mu - parts.b_item[item_rows]
-    b_user = float(residual_item.sum() / (len(ratings) + float(p["reg_user"])))
-    residual = residual_item - b_user
-    item_term = weighted_neighbour_mean(np.ascontiguousarray(parts.item_sim[item_rows].T), residual, parts.k)
-    Q = np.asarray(parts.Q, np.float64)
-    q = Q[item_rows]
-    gram = q.T @ q + float(p["factor_reg"]) * len(ratings) * np.eye(Q.shape[1])
-    factors = np.linalg.solve(gram, q.T @ residual)
-    weights = np.asarray(model._weights, np.float64)
-    predicted = parts.mu + b_user + parts.b_item + weights[0] * item_term + weights[2] * (Q @ factors)
-    return model.clip(predicted)
-
-
-def network_user_vector(model: OriginalNetwork, item_rows: np.ndarray, ratings: np.ndarray) -> np.ndarray:
-    """Unit user embedding whose cosines with the rated anime best reproduce the ratings through the head."""
-    lo, hi = model.rating_scale
-    grid = np.linspace(-1.0, 1.0, 2001)
-    outputs = model.head.predict(grid).astype(np.float64)
-    order = np.argsort(outputs, kind="stable")
-    scaled = np.clip((ratings - lo) / (hi - lo), outputs.min(), outputs.max())
-    # The head is monotone in the cosine; invert it numerically over [-1, 1].
-    target = np.interp(scaled, outputs[order], grid[order])
-    V = np.asarray(model._V[item_rows], np.float64)
-    gram = V.T @ V + EMBEDDING_RIDGE * len(ratings) * np.eye(V.shape[1])
-    u = np.linalg.solve(gram, V.T @ target)
-    norm = np.linalg.norm(u)
-    return (u / norm if norm > 0 else u).astype(np.float32)
-
-
 def fold_in(model: RecommenderModel, item_rows: np.ndarray, ratings: np.ndarray) -> FoldIn:
     """Ranking scores and predicted ratings over every anime for a user given only their ratings.
 
@@ -125,21 +65,7 @@ def fold_in(model: RecommenderModel, item_rows: np.ndarray, ratings: np.ndarray)
         A :class:`FoldIn` (the listed anime are *not* excluded here).
 
     Raises:
-        UserInputError: empty or mismatched lists, rows outside the model, ratings off the scale.
+        UserInputError: empty or mismatched lists, rows outside the model, ratings off the scale, a family without fold-in.
     """
     rows, values = _check_pairs(model, item_rows, ratings)
-    if isinstance(model, Hybrid):
-        return FoldIn(ease_scores(model.ranker, rows, values), neighbourhood_ratings(model.rater, rows, values))
-    if isinstance(model, EASE):
-        mu, _, b_item = model.baseline()
-        b_user = float((values - mu - b_item[rows]).sum() / (len(values) + float(model.params["reg_user"])))
-        return FoldIn(ease_scores(model, rows, values), model.clip(mu + b_user + b_item))
-    if isinstance(model, Neighbourhood):
-        predicted = neighbourhood_ratings(model, rows, values)
-        return FoldIn(predicted.astype(np.float32), predicted)
-    if isinstance(model, OriginalNetwork):
-        u = network_user_vector(model, rows, values)
-        predicted = model.clip(model._to_raw(model.head.predict(model._V @ u)))
-        return FoldIn(predicted.astype(np.float32), predicted)
-    raise UserInputError(f"model family {model.family!r} has no fold-in for new users")
-
+    return model.fold_in(rows, values)

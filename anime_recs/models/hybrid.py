@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from anime_recs.core.errors import UserInputError
-from anime_recs.models.base import Interactions, RecommenderModel
+from anime_recs.models.base import FoldIn, Interactions, RecommenderModel
 from anime_recs.models.ease import EASE
 from anime_recs.models.neighbourhood import Neighbourhood
 
@@ -63,6 +63,10 @@ class Hybrid(RecommenderModel):
         """EASE's scores."""
         return self.ranker.rank_scores(user_rows)
 
+    def fold_in(self, item_rows: np.ndarray, ratings: np.ndarray) -> FoldIn:
+        """EASE's history-row scores and the neighbourhood model's folded-in ratings."""
+        return FoldIn(self.ranker.history_scores(item_rows, ratings), self.rater.fold_in_ratings(item_rows, ratings))
+
     def item_vectors(self) -> np.ndarray:
         """EASE's SVD item vectors."""
         return self.ranker.item_vectors()
@@ -75,12 +79,12 @@ class Hybrid(RecommenderModel):
         """The neighbourhood model's bias baseline (used for unknown pairs)."""
         return self.rater.baseline()
 
-    def _arrays(self) -> dict[str, Any]:
-        return {**{f"ranking.{k}": v for k, v in self.ranker._arrays().items()},
-                **{f"rating.{k}": v for k, v in self.rater._arrays().items()}}
+    def state_arrays(self) -> dict[str, Any]:
+        return {**{f"ranking.{k}": v for k, v in self.ranker.state_arrays().items()},
+                **{f"rating.{k}": v for k, v in self.rater.state_arrays().items()}}
 
-    def _from_arrays(self, arrays: dict[str, Any]) -> None:
+    def set_state_arrays(self, arrays: dict[str, Any]) -> None:
         for part, prefix in ((self.ranker, "ranking."), (self.rater, "rating.")):
             part.users, part.items, part.rating_scale = self.users, self.items, self.rating_scale
             part.fit_info = self.fit_info.get(prefix[:-1], {})
-            part._from_arrays({k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)})
+            part.set_state_arrays({k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)})

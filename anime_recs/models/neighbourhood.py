@@ -38,7 +38,7 @@ from typing import Any, ClassVar
 import numpy as np
 import scipy.sparse as sp
 
-from anime_recs.models.base import Interactions, RecommenderModel, biases, spectral_vectors
+from anime_recs.models.base import FoldIn, Interactions, RecommenderModel, biases, spectral_vectors
 
 logger = logging.getLogger(__name__)
 
@@ -326,6 +326,32 @@ class Neighbourhood(RecommenderModel):
         """The predicted ratings (this family ranks by rating)."""
         return self.predict_users(user_rows).astype(np.float32)
 
+    def fold_in_ratings(self, item_rows: np.ndarray, ratings: np.ndarray) -> np.ndarray:
+        """Predicted ratings of a new user: bias + item neighbourhood + factors.
+
+        The user's bias is solved against the fixed ``mu`` and item biases (the same regularised
+        mean as in training), the item neighbourhood term comes from the given residuals and the
+        factors from one ridge solve (ALS-WR) against the fixed item factors. The *user*
+        neighbourhood term is left out: it would need a Pearson pass over every training user per query.
+        """
+        parts, p = self._parts, self.params
+        residual_item = ratings - parts.mu - parts.b_item[item_rows]
+        b_user = float(residual_item.sum() / (len(ratings) + float(p["reg_user"])))
+        residual = residual_item - b_user
+        item_term = weighted_neighbour_mean(np.ascontiguousarray(parts.item_sim[item_rows].T), residual, parts.k)
+        Q = np.asarray(parts.Q, np.float64)
+        q = Q[item_rows]
+        gram = q.T @ q + float(p["factor_reg"]) * len(ratings) * np.eye(Q.shape[1])
+        factors = np.linalg.solve(gram, q.T @ residual)
+        weights = np.asarray(self._weights, np.float64)
+        predicted = parts.mu + b_user + parts.b_item + weights[0] * item_term + weights[2] * (Q @ factors)
+        return self.clip(predicted)
+
+    def fold_in(self, item_rows: np.ndarray, ratings: np.ndarray) -> FoldIn:
+        """This family ranks by its predicted ratings."""
+        predicted = self.fold_in_ratings(item_rows, ratings)
+        return FoldIn(predicted.astype(np.float32), predicted)
+
     def item_vectors(self) -> np.ndarray:
         """SVD item vectors."""
         return self._V
@@ -334,13 +360,13 @@ class Neighbourhood(RecommenderModel):
         """SVD user vectors."""
         return self._U
 
-    def _arrays(self) -> dict[str, Any]:
+    def state_arrays(self) -> dict[str, Any]:
         parts = self._parts
         return {"weights": self._weights, "mu": np.array([parts.mu]), "b_user": parts.b_user, "b_item": parts.b_item,
                 "residual": parts.residual, "item_sim": parts.item_sim, "P": parts.P, "Q": parts.Q,
                 "user_vectors": self._U, "item_vectors": self._V}
 
-    def _from_arrays(self, arrays: dict[str, Any]) -> None:
+    def set_state_arrays(self, arrays: dict[str, Any]) -> None:
         parts = _Parts.__new__(_Parts)
         p = self.params
         parts.k, parts.user_candidates, parts.shrinkage = int(p["k"]), int(p["user_candidates"]), float(p["shrinkage"])

@@ -20,7 +20,7 @@ import numpy as np
 from anime_recs.models.network.embeddings import PredictionHead, normalize_rows
 from anime_recs.core.encoding import IdEncoder, RatingArrays
 from anime_recs.core.errors import DataValidationError
-from anime_recs.models.base import Interactions, RecommenderModel
+from anime_recs.models.base import FoldIn, Interactions, RecommenderModel
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +32,10 @@ NETWORK_PARAMS: tuple[str, ...] = (
     "model_metrics", "batch_size", "epochs", "start_lr", "min_lr", "max_lr", "rampup_epochs", "sustain_epochs",
     "exp_decay", "monitor", "mode", "patience", "training_path", "jit_compile", "seed",
 )  # fmt: skip
+
+
+#: Ridge penalty of the fold-in's user-embedding solve (relative to the number of ratings).
+EMBEDDING_RIDGE = 0.1
 
 
 def network_param_names() -> tuple[str, ...]:
@@ -127,6 +131,30 @@ class OriginalNetwork(RecommenderModel):
         lo, hi = self.rating_scale
         return lo + np.asarray(scaled, np.float64) * (hi - lo)
 
+    def fold_in_vector(self, item_rows: np.ndarray, ratings: np.ndarray) -> np.ndarray:
+        """Unit user embedding whose cosines with the rated anime best reproduce the ratings through the head.
+
+        Ridge least squares against the fixed, normalised anime embeddings, with the target cosines
+        obtained by inverting the prediction head (``Dense → BatchNorm → activation`` is monotone in
+        the cosine); the solution is then normalised, an approximation since the network compares unit vectors.
+        """
+        lo, hi = self.rating_scale
+        grid = np.linspace(-1.0, 1.0, 2001)
+        outputs = self.head.predict(grid).astype(np.float64)
+        order = np.argsort(outputs, kind="stable")
+        scaled = np.clip((ratings - lo) / (hi - lo), outputs.min(), outputs.max())
+        target = np.interp(scaled, outputs[order], grid[order])
+        V = np.asarray(self._V[item_rows], np.float64)
+        gram = V.T @ V + EMBEDDING_RIDGE * len(ratings) * np.eye(V.shape[1])
+        u = np.linalg.solve(gram, V.T @ target)
+        norm = np.linalg.norm(u)
+        return (u / norm if norm > 0 else u).astype(np.float32)
+
+    def fold_in(self, item_rows: np.ndarray, ratings: np.ndarray) -> FoldIn:
+        """The network's output for the solved user embedding (it ranks by its predicted ratings)."""
+        predicted = self.clip(self._to_raw(self.head.predict(self._V @ self.fold_in_vector(item_rows, ratings))))
+        return FoldIn(predicted.astype(np.float32), predicted)
+
     def predict(self, user_rows: np.ndarray, item_rows: np.ndarray) -> np.ndarray:
         """The network's output for the pairs, on the raw scale."""
         cosine = np.einsum("ij,ij->i", self._U[np.asarray(user_rows)], self._V[np.asarray(item_rows)])
@@ -152,12 +180,12 @@ class OriginalNetwork(RecommenderModel):
         """The training mean for every pair (what the original predicts for an unknown pair)."""
         return np.full(np.shape(user_rows), self._to_raw(np.float64(self._mean)))
 
-    def _arrays(self) -> dict[str, Any]:
+    def state_arrays(self) -> dict[str, Any]:
         head = self.head.to_dict()
         self.fit_info["head"] = head
         return {"user_embeddings": self._U, "anime_embeddings": self._V, "mean": np.array([self._mean])}
 
-    def _from_arrays(self, arrays: dict[str, Any]) -> None:
+    def set_state_arrays(self, arrays: dict[str, Any]) -> None:
         self._U, self._V = arrays["user_embeddings"], arrays["anime_embeddings"]
         self._mean = float(arrays["mean"][0])
         self.head = PredictionHead.from_dict(self.fit_info["head"])

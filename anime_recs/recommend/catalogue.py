@@ -182,6 +182,17 @@ class Catalogue:
         """Anime-table rows of MAL_IDs (-1 where absent)."""
         return self._row_lookup.positions(mal_ids)
 
+    def name_suggestions(self, query: str, n: int) -> list[dict[str, object]]:
+        """Anime whose names match what was typed so far: word starts first, then close spellings.
+
+        Returns:
+            Up to ``n`` dicts ``MAL_ID, match`` (the name that matched), ``Name``, ``Type``.
+        """
+        found = self.names.suggest(query, n) if query.strip() else []  # type: ignore[attr-defined]
+        rows = self._rows_of(np.array([m for _, m in found], np.int64))
+        return [{"MAL_ID": m, "match": name, "Name": str(self._names_arr[r]), "Type": str(self._types_arr[r])}
+                for (name, m), r in zip(found, rows.tolist())]
+
     def resolve_anime(self, query: int | str) -> int:
         """MAL_ID of an anime given by MAL_ID or by (forgiving) name.
 

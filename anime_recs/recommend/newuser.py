@@ -27,7 +27,6 @@ import pandas as pd
 
 from anime_recs.core.errors import UserInputError, cut
 from anime_recs.models.foldin import fold_in
-from anime_recs.core.topk import top_k
 from anime_recs.recommend.catalogue import check_count
 from anime_recs.recommend.recommender import AnimeRecommender
 
@@ -160,28 +159,6 @@ def recommend_new_user(
     n = check_count(n, "n")
     rows, values, listed, skipped = _resolve(rec, ratings)
     scored = fold_in(rec.model, rows, values)
-    scores = np.asarray(scored.rank_scores, np.float64)
-    unseen = np.ones(rec.n_anime, dtype=bool)
-    unseen[listed] = False
-    steps = [("unseen", unseen), *rec._filter_steps(genres, types, min_score, max_score, "emb")]
-    mask = rec._apply(rec._emb_has_meta & np.isfinite(scores), steps, "anime")
-    top = top_k(scores, n, mask)
-    frame = rec._anime_frame(
-        rec._rows_of(rec._emb_anime_ids[top]),
-        {"Predicted rating": np.asarray(scored.predicted, np.float64)[top], "Rank score": scores[top],
-         "Explanation": _explain(rec, top, rows, values)},
-    )
-    frame.attrs.update({"used": len(rows), "skipped": skipped, "model_family": rec.model.family})
-    return rec._note_short(frame, n, int(mask.sum()), "no more unlisted anime pass the filters")
-
-
-def _explain(rec: AnimeRecommender, top: np.ndarray, rows: np.ndarray, values: np.ndarray) -> list[str]:
-    """Per recommendation, the best-rated listed anime closest to it (cosine of item representations)."""
-    if len(top) == 0:
-        return []
-    best = values >= np.max(values) - 1.0  # the user's favourites explain best
-    anchors, anchor_values = rows[best], values[best]
-    sims = rec._A[top] @ rec._A[anchors].T
-    pick = np.argmax(sims, axis=1)
-    names = rec._eng_arr[rec._rows_of(rec._emb_anime_ids[anchors[pick]])]
-    return [f"like {name} (you: {value:g})" for name, value in zip(names, anchor_values[pick])]
+    frame = rec.recommend_for_fold_in(scored, rows, values, listed, n, genres, types, min_score, max_score)
+    frame.attrs["skipped"] = skipped
+    return frame

@@ -128,11 +128,7 @@ class Service:
 
     def search(self, query: str, n: int = 8) -> dict[str, Any]:
         """Anime names matching what was typed so far (word starts first, then close spellings)."""
-        found = self.rec.names.suggest(query, check_n(n)) if query.strip() else []
-        rows = self.rec._rows_of(np.array([m for _, m in found], np.int64))
-        return {"version": self.version, "results": [
-            {"MAL_ID": m, "match": name, "Name": str(self.rec._names_arr[r]), "Type": str(self.rec._types_arr[r])}
-            for (name, m), r in zip(found, rows.tolist())]}
+        return {"version": self.version, "results": self.rec.name_suggestions(query, check_n(n))}
 
     def info(self) -> dict[str, Any]:
         """What is loaded: version, family, sizes, genres and types (for the page's filters)."""

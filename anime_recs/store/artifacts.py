@@ -185,7 +185,7 @@ class Transaction:
             return
         for artifact in self.staged:
             shutil.rmtree(artifact.path, ignore_errors=True)
-        self.store._remove_staging(self.id)
+        self.store.remove_staging(self.id)
         self.state = "aborted"
         self._release()
 
@@ -346,7 +346,7 @@ class ArtifactStore:
             raise
         txn.commit()
 
-    def _remove_staging(self, txn: str | None) -> None:
+    def remove_staging(self, txn: str | None) -> None:
         """Remove the staging folders of ``txn`` (None: of dead transactions and of the old, lock-less writers)."""
         for folder in self._name_dirs():
             for child in folder.iterdir():
