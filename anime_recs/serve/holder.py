@@ -15,7 +15,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from anime_recs.store.artifacts import ArtifactStore
-from anime_recs.serve.service import MODEL_ARTIFACT, Service, load_service
+from anime_recs.recommend.loader import MODEL_ARTIFACT
+from anime_recs.serve.service import Service, load_service
 
 logger = logging.getLogger(__name__)
 

@@ -21,19 +21,15 @@ import numpy as np
 import pandas as pd
 
 from anime_recs.store.artifacts import ArtifactStore
-from anime_recs.data.files import load_anime, load_synopses
 from anime_recs.core.errors import UserInputError
-from anime_recs.models import load_model
 from anime_recs.recommend import AnimeRecommender
-from anime_recs.recommend.interactions import read_ratings
+from anime_recs.recommend.loader import MODEL_ARTIFACT, ModelVersion, open_model_version
 from anime_recs.recommend.newuser import RatingList, recommend_new_user
 
 logger = logging.getLogger(__name__)
 
 #: The largest ``n`` any query accepts (a page of results, not a dump of the catalogue).
 MAX_N = 500
-MODEL_ARTIFACT = "anime_nn_embeddings"
-DATA_ARTIFACTS = ("preprocessed_stats.parquet", "all_anime.csv", "synopses.csv")
 #: Columns of anime rows returned to clients (the synopsis is long: the page shows it on demand).
 ANIME_COLUMNS = ("MAL_ID", "Name", "English name", "Genres", "Type", "Episodes", "Score", "Source", "Members", "Synopsis")
 
@@ -73,15 +69,17 @@ class Service:
 
     @classmethod
     def from_files(cls, model_dir: Path, ratings: Path, anime: Path, synopses: Path | None, version: str) -> Service:
-        """Build from a saved model folder and the data files it was trained on."""
+        """Build from a saved model folder and the data files it was trained on (the pyfunc model)."""
+        return cls.from_version(ModelVersion.from_files(model_dir, ratings, anime, synopses, version))
+
+    @classmethod
+    def from_version(cls, opened: ModelVersion) -> Service:
+        """Serve an opened model version (similar users through the quantised index where it is accurate)."""
         from anime_recs.serve.ann import IndexedRecommender
 
-        model = load_model(Path(model_dir))
-        frame = read_ratings(ratings)
-        syn = load_synopses(synopses) if synopses is not None else None
-        rec = IndexedRecommender(model=model, ratings=frame, anime=load_anime(anime), synopses=syn)
+        rec = opened.recommender(IndexedRecommender)
         rec.attach_if_accurate()  # large user sets only, and only when its measured recall@10 is high enough
-        return cls(rec, version)
+        return cls(rec, opened.ref)
 
     # -- queries: each returns a dict ready for JSON ------------------------------------------
     def similar_anime(self, anime: int | str, n: int = 10, genres: list[str] | None = None,
@@ -141,18 +139,6 @@ class Service:
         return {"version": self.version, **extra, "note": frame.attrs.get("note"), "results": records(frame, columns)}
 
 
-def resolve_model_ref(store: ArtifactStore, model: str | None) -> str:
-    """``anime_nn_embeddings:vN`` for ``None`` (newest), ``vN``, ``N`` or a full ref."""
-    if model is None or model in ("", "latest"):
-        return f"{MODEL_ARTIFACT}:latest"
-    text = str(model).strip()
-    if text.isdigit():
-        return f"{MODEL_ARTIFACT}:v{text}"
-    if text.startswith("v") and text[1:].isdigit():
-        return f"{MODEL_ARTIFACT}:{text}"
-    return text
-
-
 def load_service(root: Path | str | None = None, model: str | None = None) -> Service:
     """The newest (or the named) model version with the ratings it was trained on and the newest anime tables.
 
@@ -160,11 +146,6 @@ def load_service(root: Path | str | None = None, model: str | None = None) -> Se
         UserInputError: no model published yet, an unknown version, or damaged files.
     """
     store = ArtifactStore(root)
-    ref = resolve_model_ref(store, model)
-    if store.latest_version(ref.split(":")[0]) is None:
+    if store.latest_version(MODEL_ARTIFACT) is None:
         raise UserInputError(f"no model in the artifact store {store.root}; run ./run.sh (or the neural_network step) first")
-    artifact = store.get(ref)
-    stats_name = DATA_ARTIFACTS[0]
-    stats = store.get(artifact.metadata.get("input", {}).get(stats_name) or f"{stats_name}:latest")
-    anime, synopses = (store.get(f"{name}:latest") for name in DATA_ARTIFACTS[1:])
-    return Service.from_files(artifact.path, stats.file(), anime.file(), synopses.file(), artifact.ref)
+    return Service.from_version(open_model_version(store.get, model))

@@ -16,12 +16,10 @@ import numpy as np
 import pandas as pd
 
 from anime_recs.core.config import optional_int, str_to_bool
-from anime_recs.data.files import load_anime, load_synopses
 from anime_recs.core.errors import ArtifactError, UserInputError
 from anime_recs.core.io import print_table, write_csv
-from anime_recs.models import load_model
 from anime_recs.recommend import AnimeRecommender
-from anime_recs.recommend.interactions import read_ratings
+from anime_recs.recommend.loader import open_model_version
 from anime_recs.pipeline.tracking import StepContext
 
 logger = logging.getLogger(__name__)
@@ -94,23 +92,9 @@ def user_choice_from_args(args: argparse.Namespace) -> UserChoice:
 
 
 def load_recommender(ctx: StepContext, inputs: RecommenderInputs) -> AnimeRecommender:
-    """Load the four inputs, check they belong together, build the recommender."""
-    embeddings = ctx.use_artifact(inputs.embeddings, inputs.embeddings_type)
-    main_df = ctx.use_artifact(inputs.main_df, inputs.main_df_type)
-    model = load_model(embeddings.path)
-    ratings = read_ratings(main_df.file())
-    trained_on = embeddings.metadata.get("input", {}).get(main_df.name)
-    if trained_on and trained_on != main_df.ref:
-        users_match = np.array_equal(np.unique(ratings["user_id"].to_numpy()), model.users.ids)
-        anime_match = np.array_equal(np.unique(ratings["anime_id"].to_numpy()), model.items.ids)
-        if not (users_match and anime_match):
-            raise UserInputError(
-                f"model {embeddings.ref} was trained on {trained_on}, but {main_df.ref} has other users/anime; "
-                f"pass --main_df {trained_on} or retrain with the neural_network step"
-            )
-    anime = load_anime(ctx.use_artifact(inputs.anime_df, inputs.raw_type).file())
-    synopses = load_synopses(ctx.use_artifact(inputs.synopses_df, inputs.raw_type).file())
-    return AnimeRecommender(model=model, ratings=ratings, anime=anime, synopses=synopses)
+    """Open the model version and its data (checked to belong together) and build the recommender."""
+    return open_model_version(ctx.use_artifact, inputs.embeddings, inputs.main_df, inputs.anime_df,
+                              inputs.synopses_df).recommender()
 
 
 def choose_user(ctx: StepContext, rec: AnimeRecommender, choice: UserChoice, seed: int) -> tuple[int, str]:

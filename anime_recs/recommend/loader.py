@@ -1,0 +1,120 @@
+"""The one way to open a trained model version with everything it answers with.
+
+A model version is the ``anime_nn_embeddings:vN`` artifact (any family's saved folder) plus the
+data it was trained on: the preprocessed ratings, the anime table and the synopses.
+:func:`open_model_version` asks an artifact source for each of them once and returns a
+:class:`ModelVersion`; :meth:`ModelVersion.from_files` builds the same object from files on disk
+(what the MLflow pyfunc model holds). The pipeline's recommender steps (through their
+:class:`~anime_recs.pipeline.tracking.StepContext`), ``anime-recs`` and ``anime-recs serve``
+(through an :class:`~anime_recs.store.artifacts.ArtifactStore`) and the pyfunc model all open
+models here; no other module reads these artifacts to answer a question.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
+
+import numpy as np
+import pandas as pd
+
+from anime_recs.core.errors import UserInputError
+from anime_recs.data.files import load_anime, load_synopses
+from anime_recs.models import load_model
+from anime_recs.models.base import RecommenderModel
+from anime_recs.recommend.interactions import read_ratings
+from anime_recs.recommend.recommender import AnimeRecommender
+from anime_recs.store.artifacts import ArtifactVersion
+
+logger = logging.getLogger(__name__)
+
+#: The artifact that holds a fitted model of any family.
+MODEL_ARTIFACT = "anime_nn_embeddings"
+#: What a model answers with, besides itself: the ratings it was trained on, the anime table, the synopses.
+RATINGS_ARTIFACT, ANIME_ARTIFACT, SYNOPSES_ARTIFACT = "preprocessed_stats.parquet", "all_anime.csv", "synopses.csv"
+#: Artifact types, as the steps publish them.
+MODEL_TYPE, RATINGS_TYPE, RAW_TYPE = "embeddings", "preprocessed_data", "raw_data"
+
+#: Where artifacts come from: ``StepContext.use_artifact`` (records the input on the step's run) or ``ArtifactStore.get``.
+ArtifactSource = Callable[[str, str | None], ArtifactVersion]
+Rec = TypeVar("Rec", bound=AnimeRecommender)
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    """A trained model and the data it answers with, each at one exact version.
+
+    Attributes:
+        ref: The model version (``anime_nn_embeddings:v3``, or a label for files on disk).
+        model: The fitted family.
+        ratings: The preprocessed ratings the model was trained on.
+        anime: The anime table.
+        synopses: The synopses table, if any.
+        inputs: Artifact name -> the exact ``name:vN`` each part was read from (empty for files).
+    """
+
+    ref: str
+    model: RecommenderModel
+    ratings: pd.DataFrame
+    anime: pd.DataFrame
+    synopses: pd.DataFrame | None
+    inputs: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_files(cls, model_dir: Path, ratings: Path, anime: Path, synopses: Path | None, ref: str) -> ModelVersion:
+        """A model version from a saved model folder and the data files it was trained on."""
+        return cls(ref, load_model(Path(model_dir)), read_ratings(ratings), load_anime(anime),
+                   load_synopses(synopses) if synopses is not None else None)
+
+    def recommender(self, kind: type[Rec] = AnimeRecommender) -> Rec:  # type: ignore[assignment]
+        """The recommender over this version (``kind``: :class:`AnimeRecommender` or a subclass)."""
+        return kind(model=self.model, ratings=self.ratings, anime=self.anime, synopses=self.synopses)
+
+
+def model_ref(model: str | None) -> str:
+    """``anime_nn_embeddings:vN`` for ``None``/``latest`` (newest), ``vN``, ``N`` or a full ``name:version`` ref."""
+    if model is None or model in ("", "latest"):
+        return f"{MODEL_ARTIFACT}:latest"
+    text = str(model).strip()
+    if text.isdigit():
+        return f"{MODEL_ARTIFACT}:v{text}"
+    if text.startswith("v") and text[1:].isdigit():
+        return f"{MODEL_ARTIFACT}:{text}"
+    return text
+
+
+def open_model_version(get: ArtifactSource, model: str | None = None, ratings: str | None = None,
+                       anime: str | None = None, synopses: str | None = None) -> ModelVersion:
+    """Open a model version and its data through one artifact source.
+
+    Args:
+        get: ``StepContext.use_artifact`` or ``ArtifactStore.get``.
+        model: The model version (see :func:`model_ref`).
+        ratings: The ratings artifact; ``None``: the one the model records it was trained on (else the newest).
+        anime: The anime table artifact (``None``: ``all_anime.csv:latest``).
+        synopses: The synopses artifact (``None``: ``synopses.csv:latest``).
+
+    Raises:
+        UserInputError: the ratings given have other users or anime than the model was trained on.
+        ArtifactError: a missing or damaged artifact (one line naming it).
+    """
+    artifact = get(model_ref(model), MODEL_TYPE)
+    fitted = load_model(artifact.path)
+    trained_on = artifact.metadata.get("input", {}).get(RATINGS_ARTIFACT)
+    stats = get(ratings or trained_on or f"{RATINGS_ARTIFACT}:latest", RATINGS_TYPE)
+    frame = read_ratings(stats.file())
+    if trained_on and trained_on != stats.ref:
+        users_match = np.array_equal(np.unique(frame["user_id"].to_numpy()), fitted.users.ids)
+        anime_match = np.array_equal(np.unique(frame["anime_id"].to_numpy()), fitted.items.ids)
+        if not (users_match and anime_match):
+            raise UserInputError(
+                f"model {artifact.ref} was trained on {trained_on}, but {stats.ref} has other users/anime; "
+                f"pass --main_df {trained_on} or retrain with the neural_network step"
+            )
+    table = get(anime or f"{ANIME_ARTIFACT}:latest", RAW_TYPE)
+    texts = get(synopses or f"{SYNOPSES_ARTIFACT}:latest", RAW_TYPE)
+    inputs = {part.name: part.ref for part in (artifact, stats, table, texts)}
+    return ModelVersion(artifact.ref, fitted, frame, load_anime(table.file()), load_synopses(texts.file()), inputs)
