@@ -4,27 +4,15 @@ Inputs: embeddings bundle, preprocessed stats, all-anime, synopses artifacts (an
 similar_users step's id artifact when --from_flow). Output: ``--model_recs_fn``.
 """
 
-from anime_recs.core.config import make_parser, optional_float, str_to_bool, str_to_list
-from anime_recs.pipeline.steps.recommend import add_input_args, add_user_args, inputs_from_args, user_choice_from_args
+from anime_recs.core.options import step_parser
+from anime_recs.pipeline.steps.recommend import inputs_from_args, user_choice_from_args
 from anime_recs.pipeline.steps.recommendation_steps import run_model_recs
 from anime_recs.pipeline.tracking import run_step
 
 
 def parse_args(argv: list[str] | None = None):
-    """Command-line options (MLproject passes every one)."""
-    parser = make_parser(__doc__.splitlines()[0])
-    add_input_args(parser)
-    add_user_args(parser, from_flow_default=True)
-    parser.add_argument("--model_num_recs", type=int, default=10, help="how many recommendations")
-    parser.add_argument("--specify_types", type=str_to_bool, default=False, help="keep only anime of --anime_types")
-    parser.add_argument("--anime_types", type=str_to_list, default=["TV", "Movie"], help="types, e.g. 'TV,OVA'")
-    parser.add_argument("--specify_genres", type=str_to_bool, default=False, help="keep only anime with one of --model_genres")
-    parser.add_argument("--model_genres", type=str_to_list, default=[], help="genres, e.g. 'Action,Comedy'")
-    parser.add_argument("--min_score", type=optional_float, default=None, help="keep anime whose MyAnimeList Score is at least this")
-    parser.add_argument("--max_score", type=optional_float, default=None, help="keep anime whose MyAnimeList Score is at most this")
-    parser.add_argument("--model_recs_fn", default="model_recs.csv", help="output artifact name")
-    parser.add_argument("--model_recs_type", default="model_recs", help="output artifact type")
-    return parser.parse_args(argv)
+    """Command-line options (MLproject passes every one): declared in anime_recs.core.options, defaults from config.yaml."""
+    return step_parser("model_recs", __doc__).parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> None:

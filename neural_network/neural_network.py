@@ -8,20 +8,15 @@ the default family's config/model/<family>.yaml) and ``--overrides`` such as
 ``"family=original epochs=3"`` or ``"ranking.l2_per_count=40"``.
 """
 
-from anime_recs.core.config import load_group_config, make_parser
+from anime_recs.core.config import load_group_config
+from anime_recs.core.options import step_parser
 from anime_recs.pipeline.steps.neural_network import run_neural_network
 from anime_recs.pipeline.tracking import run_step
 
 
 def parse_args(argv: list[str] | None = None):
-    """Command-line options (MLproject passes every one)."""
-    parser = make_parser(__doc__.splitlines()[0])
-    parser.add_argument("--input_data", default="preprocessed_stats.parquet:latest", help="preprocessed stats artifact NAME:VERSION")
-    parser.add_argument("--input_type", default="preprocessed_data", help="expected type of --input_data")
-    parser.add_argument("--model_config", default="../config/config.yaml", help="YAML/JSON with the model options (its `model` and `nn_arts` groups)")
-    parser.add_argument("--overrides", default="", help="model options to override, e.g. 'family=original epochs=3' or 'ranking.l2_per_count=40'")
-    parser.add_argument("--random_seed", type=int, default=42, help="seed of the split, the shuffle and the initial weights")
-    return parser.parse_args(argv)
+    """Command-line options (MLproject passes every one): declared in anime_recs.core.options, defaults from config.yaml."""
+    return step_parser("neural_network", __doc__).parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -3,7 +3,8 @@
     python scripts/gen_mlproject.py            # rewrite every step's MLproject and conda.yml (and the root conda.yml)
     python scripts/gen_mlproject.py --check    # exit 1 if any of them is stale (tests run this)
 
-The MLproject parameters come from the script's argparse options. The conda.yml lists
+The MLproject parameters come from the step's options as declared in ``anime_recs/core/options.py``
+(the same declaration builds the step script's argparse parser), their defaults from ``config/config.yaml``. The conda.yml lists
 the distributions whose modules the script can import (found by ``modulefinder``
 through the ``anime_recs`` modules it reaches, lazy imports included), pinned as in
 requirements.txt. The package itself is not installed there: the MLproject command
@@ -23,6 +24,7 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
+from anime_recs.core.options import STEPS, step_parser
 from anime_recs.pipeline.tracking import SYSTEM_METRICS_STEPS
 
 REPO = Path(__file__).resolve().parents[1]
@@ -30,26 +32,6 @@ REPO = Path(__file__).resolve().parents[1]
 PYTHON = "3.11"
 #: Pinned with every environment: mlflow, wandb and tensorflow all build on it, and requirements.txt pins it so they agree.
 ALWAYS = ("protobuf",)
-STEPS = ("download", "preprocess", "neural_network", "evaluate", "similar_anime", "similar_users", "user_prefs", "user_recs", "model_recs")
-
-
-def _parser_of(step: str) -> argparse.ArgumentParser:
-    spec = importlib.util.spec_from_file_location(f"step_{step}", REPO / step / f"{step}.py")
-    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
-    spec.loader.exec_module(module)  # type: ignore[union-attr]
-    captured: list[argparse.ArgumentParser] = []
-    original = argparse.ArgumentParser.parse_args
-
-    def capture(self, args=None, namespace=None):  # type: ignore[no-untyped-def]
-        captured.append(self)
-        return original(self, [], namespace)
-
-    argparse.ArgumentParser.parse_args = capture  # type: ignore[method-assign]
-    try:
-        module.parse_args([])
-    finally:
-        argparse.ArgumentParser.parse_args = original  # type: ignore[method-assign]
-    return captured[0]
 
 
 def _type_name(action: argparse.Action) -> str:
@@ -72,9 +54,9 @@ def _default(value: object) -> str:
 
 def render(step: str) -> str:
     """The MLproject text of one step."""
-    parser = _parser_of(step)
+    parser = step_parser(step, step)
     actions = [a for a in parser._actions if a.dest != "help"]
-    lines = [f"# Generated from {step}/{step}.py by scripts/gen_mlproject.py; edit the script, then re-run it.",
+    lines = ["# Generated from anime_recs/core/options.py and config/config.yaml by scripts/gen_mlproject.py; edit those, then re-run it.",
              f"name: {step}", "conda_env: conda.yml",
              "# The command puts this checkout's anime_recs on PYTHONPATH: the step environment holds only third-party packages.", "", "entry_points:", "  main:", "    parameters:"]
     for action in actions:

@@ -4,25 +4,15 @@ Inputs: embeddings bundle, preprocessed stats, all-anime, synopses artifacts.
 Outputs: artifacts ``--sim_users_fn`` (CSV) and ``--ID_fn`` (the user id used, for later steps).
 """
 
-from anime_recs.core.config import make_parser, str_to_bool
-from anime_recs.pipeline.steps.recommend import add_input_args, add_user_args, inputs_from_args, user_choice_from_args
+from anime_recs.core.options import step_parser
+from anime_recs.pipeline.steps.recommend import inputs_from_args, user_choice_from_args
 from anime_recs.pipeline.steps.recommendation_steps import run_similar_users
 from anime_recs.pipeline.tracking import run_step
 
 
 def parse_args(argv: list[str] | None = None):
-    """Command-line options (MLproject passes every one)."""
-    parser = make_parser(__doc__.splitlines()[0])
-    add_input_args(parser)
-    add_user_args(parser, from_flow_default=False)
-    parser.add_argument("--id_query_number", type=int, default=10, help="how many similar users")
-    parser.add_argument("--num_faves", type=int, default=10, help="favourites listed per similar user")
-    parser.add_argument("--TV_only", type=str_to_bool, default=False, help="list only TV series as favourites")
-    parser.add_argument("--sim_users_fn", default="similar_users.csv", help="output artifact name")
-    parser.add_argument("--sim_users_type", default="similar_users", help="output artifact type")
-    parser.add_argument("--ID_fn", default="ID_used.csv", help="artifact name of the user id used")
-    parser.add_argument("--ID_type", default="user_id", help="artifact type of the user id used")
-    return parser.parse_args(argv)
+    """Command-line options (MLproject passes every one): declared in anime_recs.core.options, defaults from config.yaml."""
+    return step_parser("similar_users", __doc__).parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> None:

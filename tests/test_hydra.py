@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_dir
 
-from anime_recs.core.config import validate_config
+from anime_recs.core.options import validate_config
 from anime_recs.core.errors import UserInputError
 from tests.conftest import REPO, child_env
 

@@ -13,7 +13,7 @@ from anime_recs.store.artifacts import ArtifactStore
 from anime_recs.data.download import MAL_API, source_kind
 from anime_recs.core.errors import UserInputError
 from anime_recs.data.mal import source as mal_source
-from anime_recs.pipeline.run import download_params
+from anime_recs.pipeline.run import step_params
 from tests.conftest import REPO, child_env
 from tests.mal_fake import api_root, files_containing, sample_world, serve
 from tests.test_pipeline import assert_one_line_error, mlflow_run
@@ -53,7 +53,7 @@ def test_source_syntax_and_pipeline_paths(tmp_path: Path) -> None:
                                        "synopses_artifact_description", "from_local", "save_raw_locally", "sample_users",
                                        "sample_anime", "sample_mean_items", "download_timeout")}, **d},
            "main": {"random_seed": 1}}
-    params = download_params(cfg, tmp_path, tmp_path)
+    params = step_params("download", cfg, tmp_path, tmp_path)
     assert params["stats_url"] == f"mal-api:{tmp_path / 'mal_data'}" and params["all_anime_url"] == "mal-api:/abs/mal"
 
 

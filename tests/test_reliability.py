@@ -20,7 +20,8 @@ from pathlib import Path
 import pytest
 
 from anime_recs.store.artifacts import MANIFEST, ArtifactStore
-from anime_recs.core.config import optional_int, validate_config
+from anime_recs.core.config import optional_int
+from anime_recs.core.options import validate_config
 from anime_recs.data.download import fetch
 from anime_recs.core.errors import ArtifactError, UserInputError, one_line, plain
 from anime_recs.pipeline.run import check_inputs, pin_inputs

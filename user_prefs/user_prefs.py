@@ -4,22 +4,15 @@ Inputs: embeddings bundle, preprocessed stats, all-anime, synopses artifacts (an
 similar_users step's id artifact when --from_flow). Outputs: ``--prefs_csv`` and ``--clouds_artifact``.
 """
 
-from anime_recs.core.config import make_parser
-from anime_recs.pipeline.steps.recommend import add_cloud_args, add_input_args, add_user_args, inputs_from_args, user_choice_from_args
+from anime_recs.core.options import step_parser
+from anime_recs.pipeline.steps.recommend import inputs_from_args, user_choice_from_args
 from anime_recs.pipeline.steps.recommendation_steps import CloudOptions, run_user_prefs
 from anime_recs.pipeline.tracking import run_step
 
 
 def parse_args(argv: list[str] | None = None):
-    """Command-line options (MLproject passes every one)."""
-    parser = make_parser(__doc__.splitlines()[0])
-    add_input_args(parser)
-    add_user_args(parser, from_flow_default=True)
-    add_cloud_args(parser, "favorite_genres.png", "favorite_source_material.png")
-    parser.add_argument("--prefs_csv", default="user_prefs.csv", help="output artifact name")
-    parser.add_argument("--prefs_type", default="user_prefs", help="output artifact type")
-    parser.add_argument("--clouds_artifact", default="user_prefs_clouds", help="artifact name of the word clouds")
-    return parser.parse_args(argv)
+    """Command-line options (MLproject passes every one): declared in anime_recs.core.options, defaults from config.yaml."""
+    return step_parser("user_prefs", __doc__).parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> None:

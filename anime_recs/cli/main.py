@@ -46,8 +46,8 @@ def _list(store: ArtifactStore, name: str | None) -> None:
     print(format_table(pd.DataFrame(rows), max_rows=10_000, max_colwidth=48))
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Entry point of the ``anime-recs`` console script."""
+def build_parser() -> argparse.ArgumentParser:
+    """The ``anime-recs`` parser with every sub-command."""
     parser = argparse.ArgumentParser(prog="anime-recs", description="Ask the trained model for recommendations; inspect the artifact store; refresh the data from MyAnimeList.",
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--root", default=None, help="artifact store folder (default: $ANIME_RECS_ARTIFACTS, else artifacts/ beside mlflow.db, else ./artifacts)")
@@ -61,7 +61,12 @@ def main(argv: list[str] | None = None) -> None:
     mal_cli.add_commands(commands)
     tuning.add_command(commands)
     query.add_commands(commands)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the ``anime-recs`` console script."""
+    args = build_parser().parse_args(argv)
     store = ArtifactStore(args.root)
     try:
         if args.group == "mal":

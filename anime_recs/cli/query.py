@@ -23,10 +23,13 @@ import pandas as pd
 from anime_recs.core.config import str_to_list
 from anime_recs.core.errors import UserInputError
 from anime_recs.core.io import format_table
+from anime_recs.core.options import answer_defaults
+
+DEFAULTS = answer_defaults()
 
 
-def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("-n", type=int, default=10, help="how many results")
+def _common(parser: argparse.ArgumentParser, n: int) -> None:
+    parser.add_argument("-n", type=int, default=n, help="how many results")
     parser.add_argument("--model", default=None, help="model version: anime_nn_embeddings:vN, vN or N (default: newest)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
@@ -40,20 +43,20 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     """Register the query and serve commands on the ``anime-recs`` parser."""
     similar = commands.add_parser("similar", help="anime most similar to one anime (name or MAL_ID)")
     similar.add_argument("anime", help="name (forgiving) or MAL_ID")
-    _common(similar)
+    _common(similar, DEFAULTS["similar_anime"])
     _filters(similar)
     recommend = commands.add_parser("recommend", help="what to watch next: a known user, a rating list or a MAL export")
     who = recommend.add_mutually_exclusive_group(required=True)
     who.add_argument("--user", type=int, help="a user id the model was trained on")
     who.add_argument("--ratings", type=Path, help="CSV with anime_id (or name) and rating columns")
     who.add_argument("--mal-export", type=Path, help="MyAnimeList XML export (animelist.xml)")
-    _common(recommend)
+    _common(recommend, DEFAULTS["recommend"])
     _filters(recommend)
     recommend.add_argument("--min-score", type=float, default=None, help="lowest MyAnimeList score")
     recommend.add_argument("--max-score", type=float, default=None, help="highest MyAnimeList score")
     users = commands.add_parser("users", help="users most similar to a user, with their favourites")
     users.add_argument("--user", type=int, required=True, help="a user id the model was trained on")
-    _common(users)
+    _common(users, DEFAULTS["similar_users"])
     serve = commands.add_parser("serve", help="HTTP API and web page (OpenAPI at /docs)")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
     serve.add_argument("--port", type=int, default=8000, help="port to listen on")

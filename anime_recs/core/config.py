@@ -1,7 +1,7 @@
 """Small typed helpers shared by every entry point: booleans, lists, logging, and the config schema.
 
-:data:`CONFIG_SCHEMA` types and bounds the numeric and boolean keys of ``config/config.yaml``;
-:func:`validate_config` checks a Hydra config against it before any step runs.
+:class:`Rule` types and bounds one config value; the rules themselves are declared with the options
+(:func:`anime_recs.core.options.config_rules`).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import logging
 import os
 import sys
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -223,58 +223,3 @@ class Rule:
         below = self.low is not None and (value <= self.low if self.open_low else value < self.low)
         above = self.high is not None and (value >= self.high if self.open_high else value > self.high)
         return not (below or above)
-
-
-_COUNT = Rule("int", low=1)
-_NON_NEGATIVE = Rule("int", low=0)
-_FLAG = Rule("bool")
-_USER = Rule("int", low=0, optional=True)
-_POSITIVE = Rule("number", low=0, open_low=True)
-CONFIG_SCHEMA: dict[str, Rule] = {
-    "main.random_seed": _NON_NEGATIVE,
-    "main.verbose": _FLAG,
-    **{f"data.{key}": _COUNT for key in ("sample_users", "sample_anime", "sample_mean_items")},
-    "data.num_reviews": _NON_NEGATIVE,
-    "data.download_timeout": _POSITIVE,
-    "data.memory_limit_gb": _POSITIVE,
-    **{f"data.{key}": _FLAG for key in ("drop_half_watched", "drop_unwatched", "drop_plan", "drop_unrated",
-                                       "save_raw_locally", "save_clean_locally", "from_local")},
-    "model.test_size": Rule("size"),
-    "model.holdout_fraction": Rule("number", low=0, high=1, open_high=True),
-    **{f"model.{key}": _COUNT for key in ("embedding_size", "batch_size", "epochs")},
-    **{f"model.{key}": _NON_NEGATIVE for key in ("rampup_epochs", "sustain_epochs", "patience")},
-    **{f"model.{key}": _POSITIVE for key in ("start_lr", "min_lr", "max_lr")},
-    "model.exp_decay": Rule("number", low=0, high=1, open_low=True),
-    "model.l2_reg_factor": Rule("number", low=0),
-    **{f"model.{key}": _FLAG for key in ("jit_compile", "resume", "TPU_init", "multi_worker")},
-    "model.stream_above_rows": Rule("int", low=0, optional=True),
-    **{f"similarity.{key}": _COUNT for key in ("a_query_number", "id_query_number")},
-    "similarity.max_ratings": Rule("int", low=1, optional=True),
-    **{f"users.{key}": _USER for key in ("sim_user_query", "prefs_user_query", "user_recs_query")},
-    **{f"users.{key}": _COUNT for key in ("num_faves", "cloud_width", "cloud_height", "recs_n_sim_ID", "user_num_recs")},
-    "users.favorite_percentile": Rule("number", low=0, high=1),
-    "model_recs.model_user_query": _USER,
-    "model_recs.model_num_recs": _COUNT,
-    **{f"model_recs.{key}": Rule("number", low=0, high=10, optional=True) for key in ("min_score", "max_score")},
-    "evaluation.k": _COUNT,
-    "evaluation.relevant_threshold": Rule("number"),
-}
-
-
-def validate_config(cfg: Mapping[str, Any], schema: Mapping[str, Rule] = CONFIG_SCHEMA) -> None:
-    """Check every key of ``schema`` present in ``cfg`` (a resolved Hydra config) before any work starts.
-
-    Raises:
-        UserInputError: naming the first key whose value has the wrong type or is out of range.
-    """
-    from anime_recs.core.errors import UserInputError, plain
-
-    for key, rule in schema.items():
-        group, _, name = key.partition(".")
-        section = cfg.get(group)
-        if not isinstance(section, Mapping) or name not in section:
-            continue
-        value = section[name]
-        if not rule.accepts(value):
-            raise UserInputError(f"{key} must be {rule.expected()}, got {plain(value)}; fix it in config/config.yaml "
-                                 f"or on the command line ({key}=...)")

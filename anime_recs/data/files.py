@@ -27,6 +27,8 @@ from anime_recs.core.errors import DataValidationError, cut, plain
 
 logger = logging.getLogger(__name__)
 
+#: The file name of each raw file where the pipeline writes it (a download, a MyAnimeList refresh).
+RAW_FILE_NAMES = {"stats": "user_stats.parquet", "all_anime": "all_anime.csv", "synopses": "synopses.csv"}
 STATS_COLUMNS = ("user_id", "anime_id", "rating", "watching_status", "watched_episodes")
 STATS_DTYPES = {
     "user_id": np.int64,

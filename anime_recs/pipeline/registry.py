@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from anime_recs.pipeline.tracking import StepContext
+from anime_recs.recommend.loader import ANIME_ARTIFACT, SYNOPSES_ARTIFACT
 
 logger = logging.getLogger(__name__)
 
@@ -34,8 +35,9 @@ def register_trained_model(ctx: StepContext, model_dir: Path, model_ref: str, ex
     ratings_ref = next((ref for name, ref in ctx.inputs.items() if name.startswith("preprocessed")), None)
     try:
         ratings = ctx.store.get(ratings_ref).file() if ratings_ref else None
-        anime = ctx.store.get("all_anime.csv:latest").file()
-        synopses = ctx.store.get("synopses.csv:latest").file() if ctx.store.latest_version("synopses.csv") is not None else None
+        anime = ctx.store.get(f"{ANIME_ARTIFACT}:latest").file()
+        synopses = (ctx.store.get(f"{SYNOPSES_ARTIFACT}:latest").file()
+                    if ctx.store.latest_version(SYNOPSES_ARTIFACT) is not None else None)
     except ArtifactError as exc:
         logger.warning("not registering an MLflow model: %s", exc)
         return {}

@@ -17,12 +17,13 @@ import os
 import shlex
 import sys
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from anime_recs.store.artifacts import ROOT_ENV, default_root
-from anime_recs.core.config import str_to_list, validate_config
+from anime_recs.core.config import str_to_list
+from anime_recs.core.options import STEP_OPTIONS, STEPS, step_values, validate_config
 from anime_recs.data.download import MAL_API, source_kind
 from anime_recs.data.mal import source as mal_source
 from anime_recs.core.errors import UserInputError
@@ -51,53 +52,24 @@ def _source(value: str, base: Path) -> str:
     return str(value)
 
 
-def download_params(cfg: Config, base: Path, workdir: Path) -> dict[str, Any]:
-    """Parameters of the download step."""
-    d = cfg["data"]
-    return {
-        "stats_url": _source(d["stats_url"], base),
-        "stats_artifact": d["stats_artifact"],
-        "stats_type": d["stats_artifact_type"],
-        "stats_description": d["stats_artifact_description"],
-        "all_anime_url": _source(d["all_anime_url"], base),
-        "all_anime_artifact": d["all_anime_artifact"],
-        "all_anime_type": d["all_anime_type"],
-        "all_anime_description": d["all_anime_description"],
-        "synopses_url": _source(d["synopses_url"], base),
-        "synopses_artifact": d["synopses_artifact"],
-        "synopses_type": d["synopses_artifact_type"],
-        "synopses_description": d["synopses_artifact_description"],
-        "from_local": d["from_local"],
-        "local_fname": _abs(d["local_fname"], base),
-        "save_raw_locally": d["save_raw_locally"],
-        "raw_dir": _abs(str(Path(d["local_dir"]) / "raw"), base),
-        "sample_users": d["sample_users"],
-        "sample_anime": d["sample_anime"],
-        "sample_mean_items": d["sample_mean_items"],
-        "download_timeout": d["download_timeout"],
-        "random_seed": cfg["main"]["random_seed"],
-    }
+def step_params(step: str, cfg: Config, base: Path, workdir: Path) -> dict[str, Any]:
+    """The parameters of one step, from the options declared in :mod:`anime_recs.core.options`.
 
-
-def preprocess_params(cfg: Config, base: Path, workdir: Path) -> dict[str, Any]:
-    """Parameters of the preprocess step."""
-    d = cfg["data"]
-    return {
-        "raw_stats": d["stats_artifact_latest"],
-        "all_anime": d["all_anime_artifact_latest"],
-        "raw_type": d["stats_artifact_type"],
-        "preprocessed_stats": d["preprocessed_stats"],
-        "preprocessed_artifact_type": d["preprocessed_artifact_type"],
-        "preprocessed_artifact_description": d["preprocessed_artifact_description"],
-        "num_reviews": d["num_reviews"],
-        "drop_half_watched": d["drop_half_watched"],
-        "drop_unwatched": d["drop_unwatched"],
-        "drop_plan": d["drop_plan"],
-        "drop_unrated": d["drop_unrated"],
-        "save_clean_locally": d["save_clean_locally"],
-        "clean_dir": _abs(str(Path(d["local_dir"]) / "clean"), base),
-        "memory_limit_gb": d["memory_limit_gb"],
-    }
+    Local paths and sources are made absolute against ``base`` (steps run in their own folder), lists travel as
+    ``"a,b"`` and the model groups as one JSON file in ``workdir``.
+    """
+    params: dict[str, Any] = {}
+    for option, value in zip(STEP_OPTIONS[step], step_values(step, cfg).values()):
+        if option.kind == "path":
+            value = _abs(value, base)
+        elif option.kind == "source":
+            value = _source(value, base)
+        elif option.kind == "list":
+            value = _csv(value)
+        elif option.kind == "model_config":
+            value = _model_config_file(cfg, workdir)
+        params[option.name] = value
+    return params
 
 
 def _model_config_file(cfg: Config, workdir: Path) -> str:
@@ -107,116 +79,8 @@ def _model_config_file(cfg: Config, workdir: Path) -> str:
     return str(config_file)
 
 
-def neural_network_params(cfg: Config, base: Path, workdir: Path) -> dict[str, Any]:
-    """Parameters of the neural_network step (model options travel as one JSON file)."""
-    return {
-        "input_data": cfg["data"]["preprocessed_artifact_latest"],
-        "input_type": cfg["data"]["preprocessed_artifact_type"],
-        "model_config": _model_config_file(cfg, workdir),
-        "overrides": "",
-        "random_seed": cfg["main"]["random_seed"],
-    }
-
-
-def evaluate_params(cfg: Config, base: Path, workdir: Path) -> dict[str, Any]:
-    """Parameters of the evaluate step (our model is configured as for neural_network)."""
-    e = cfg["evaluation"]
-    return {
-        "input_data": cfg["data"]["preprocessed_artifact_latest"],
-        "input_type": cfg["data"]["preprocessed_artifact_type"],
-        "model_config": _model_config_file(cfg, workdir),
-        "overrides": "",
-        "relevant_threshold": e["relevant_threshold"],
-        "k": e["k"],
-        "output": e["metrics_artifact"],
-        "output_type": e["metrics_type"],
-        "random_seed": cfg["main"]["random_seed"],
-    }
-
-
-def _recommender_inputs(cfg: Config) -> dict[str, Any]:
-    d = cfg["data"]
-    return {
-        "embeddings": cfg["nn_arts"]["main_embeddings"],
-        "main_df": d["preprocessed_artifact_latest"],
-        "anime_df": d["all_anime_artifact_latest"],
-        "synopses_df": d["sypnopses_artifact_latest"],
-        "random_seed": cfg["main"]["random_seed"],
-    }
-
-
-def _user(query: Any, random_user: bool, from_flow: bool, cfg: Config, max_ratings: Any = None) -> dict[str, Any]:
-    return {"user_query": query, "random_user": random_user or query is None, "from_flow": from_flow,
-            "flow_artifact": cfg["users"]["flow_user"], "max_ratings": max_ratings}
-
-
 def _csv(values: Any) -> str:
     return ",".join(str(v) for v in (values or []) if v is not None)
-
-
-def similar_anime_params(cfg: Config, base: Path, workdir: Path) -> dict[str, Any]:
-    """Parameters of the similar_anime step."""
-    s = cfg["similarity"]
-    return {**_recommender_inputs(cfg), "anime_query": s["anime_query"], "random_anime": s["random_anime"],
-            "a_query_number": s["a_query_number"], "an_spec_genres": s["an_spec_genres"], "anime_rec_genres": _csv(s["anime_rec_genres"]),
-            "spec_types": s["spec_types"], "types": _csv(s["types"]), "sim_anime_fn": s["sim_anime_fn"], "sim_anime_type": s["sim_anime_type"]}
-
-
-def similar_users_params(cfg: Config, base: Path, workdir: Path) -> dict[str, Any]:
-    """Parameters of the similar_users step."""
-    s, u = cfg["similarity"], cfg["users"]
-    return {**_recommender_inputs(cfg), **_user(u["sim_user_query"], s["sim_random_user"], False, cfg, s["max_ratings"]),
-            "id_query_number": s["id_query_number"], "num_faves": u["num_faves"], "TV_only": u["TV_only"],
-            "sim_users_fn": u["sim_users_fn"], "sim_users_type": u["sim_users_type"], "ID_fn": u["ID_fn"], "ID_type": u["ID_type"]}
-
-
-def _clouds(u: Config, genre_fn: str, source_fn: str) -> dict[str, Any]:
-    return {"favorite_percentile": u["favorite_percentile"], "cloud_width": u["cloud_width"], "cloud_height": u["cloud_height"],
-            "genre_fn": genre_fn, "source_fn": source_fn, "cloud_type": u["cloud_type"]}
-
-
-def user_prefs_params(cfg: Config, base: Path, workdir: Path) -> dict[str, Any]:
-    """Parameters of the user_prefs step."""
-    u = cfg["users"]
-    return {**_recommender_inputs(cfg), **_user(u["prefs_user_query"], u["pref_random_user"], u["prefs_from_flow"], cfg,
-                                                cfg["similarity"]["max_ratings"]),
-            **_clouds(u, u["genre_fn"], u["source_fn"]),
-            "prefs_csv": u["prefs_csv"], "prefs_type": u["fave_art_type"], "clouds_artifact": u["prefs_clouds"]}
-
-
-def user_recs_params(cfg: Config, base: Path, workdir: Path) -> dict[str, Any]:
-    """Parameters of the user_recs step."""
-    u = cfg["users"]
-    return {**_recommender_inputs(cfg), **_user(u["user_recs_query"], u["user_recs_random"], u["recs_ID_from_flow"], cfg,
-                                                cfg["similarity"]["max_ratings"]),
-            **_clouds(u, f"recs_{u['genre_fn']}", f"recs_{u['source_fn']}"),
-            "user_num_recs": u["user_num_recs"], "recs_n_sim_ID": u["recs_n_sim_ID"], "num_faves": u["num_faves"],
-            "ID_spec_genres": u["ID_spec_genres"], "ID_rec_genres": _csv(u["ID_rec_genres"]),
-            "user_recs_fn": u["user_recs_fn"], "user_recs_type": u["user_recs_type"], "clouds_artifact": u["recs_clouds"]}
-
-
-def model_recs_params(cfg: Config, base: Path, workdir: Path) -> dict[str, Any]:
-    """Parameters of the model_recs step."""
-    m = cfg["model_recs"]
-    return {**_recommender_inputs(cfg), **_user(m["model_user_query"], m["model_random_user"], m["model_ID_flow"], cfg,
-                                                cfg["similarity"]["max_ratings"]),
-            "model_num_recs": m["model_num_recs"], "specify_types": m["specify_types"], "anime_types": _csv(m["anime_types"]),
-            "specify_genres": m["specify_genres"], "model_genres": _csv(m["model_genres"]), "min_score": m["min_score"],
-            "max_score": m["max_score"], "model_recs_fn": m["model_recs_fn"], "model_recs_type": m["model_recs_type"]}
-
-
-# Pipeline order. A step listed here has a folder of the same name.
-STEPS: dict[str, Callable[[Config, Path, Path], dict[str, Any]]] = {
-    "download": download_params,
-    "preprocess": preprocess_params,
-    "neural_network": neural_network_params,
-    "evaluate": evaluate_params,
-    "similar_anime": similar_anime_params,
-    "similar_users": similar_users_params,
-    "user_prefs": user_prefs_params,
-    "user_recs": user_recs_params,
-    "model_recs": model_recs_params,
-}
 
 
 #: Keys whose comma-separated value is one list, never a sweep.
@@ -250,7 +114,7 @@ def split_overrides(argv: list[str]) -> list[str]:
     return overrides
 
 
-def parse_steps(execute_steps: Any, steps: Mapping[str, Any] = STEPS) -> list[str]:
+def parse_steps(execute_steps: Any, steps: tuple[str, ...] = STEPS) -> list[str]:
     """Validate ``main.execute_steps`` and return it in pipeline order.
 
     Raises:
@@ -330,7 +194,7 @@ def run_pipeline(cfg: Config, project_dir: Path, base: Path, overrides: list[str
     configure_environment(cfg, base)
     with tempfile.TemporaryDirectory(prefix="anime_recs_pipeline_") as workdir:
         # Build every step's parameters first: config errors surface before anything runs.
-        params = {step: STEPS[step](cfg, base, Path(workdir)) for step in steps}
+        params = {step: step_params(step, cfg, base, Path(workdir)) for step in steps}
         return _run_steps(cfg, steps, params, project_dir, env_manager, overrides or [])
 
 

@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from anime_recs.core.errors import UserInputError
+from anime_recs.core.options import config_default
 from anime_recs.data.files import load_anime, load_synopses
 from anime_recs.models import load_model
 from anime_recs.models.base import RecommenderModel
@@ -31,12 +32,12 @@ from anime_recs.store.artifacts import ArtifactVersion
 
 logger = logging.getLogger(__name__)
 
-#: The artifact that holds a fitted model of any family.
-MODEL_ARTIFACT = "anime_nn_embeddings"
-#: What a model answers with, besides itself: the ratings it was trained on, the anime table, the synopses.
-RATINGS_ARTIFACT, ANIME_ARTIFACT, SYNOPSES_ARTIFACT = "preprocessed_stats.parquet", "all_anime.csv", "synopses.csv"
-#: Artifact types, as the steps publish them.
-MODEL_TYPE, RATINGS_TYPE, RAW_TYPE = "embeddings", "preprocessed_data", "raw_data"
+#: The artifact that holds a fitted model of any family, and what it answers with besides itself (the ratings it was
+#: trained on, the anime table, the synopses), with their types: as the steps publish them (config/config.yaml).
+MODEL_ARTIFACT, MODEL_TYPE = config_default("model.embeddings_artifact"), config_default("nn_arts.embeddings_type")
+RATINGS_ARTIFACT, RATINGS_TYPE = config_default("data.preprocessed_stats"), config_default("data.preprocessed_artifact_type")
+ANIME_ARTIFACT, SYNOPSES_ARTIFACT = config_default("data.all_anime_artifact"), config_default("data.synopses_artifact")
+RAW_TYPE = config_default("data.all_anime_type")
 
 #: Where artifacts come from: ``StepContext.use_artifact`` (records the input on the step's run) or ``ArtifactStore.get``.
 ArtifactSource = Callable[[str, str | None], ArtifactVersion]

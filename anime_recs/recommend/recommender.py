@@ -58,6 +58,7 @@ import pandas as pd
 
 from anime_recs.core.encoding import IdEncoder
 from anime_recs.core.errors import DataValidationError, UserInputError
+from anime_recs.core.options import config_default
 from anime_recs.models.base import RecommenderModel
 from anime_recs.recommend.names import NameIndex
 from anime_recs.core.topk import top_k
@@ -379,13 +380,14 @@ class AnimeRecommender(Catalogue, UserRatings, ModelRanking):
             raise UserInputError("no user known to the model has any ratings; check the ratings table")
         return int(self._random_user_pool[rng.integers(k)])
 
-    def user_preferences(self, user_id: int, favorite_percentile: float = 0.8) -> UserPreferences:
+    def user_preferences(self, user_id: int, favorite_percentile: float | None = None) -> UserPreferences:
         """Step 6: a user's favourite anime, genres and sources.
 
         Args:
             user_id: A user with ratings (the model need not know them).
-            favorite_percentile: Fraction in [0, 1]; 0.8 keeps anime rated at or above the
-                user's 80th percentile of their own ratings (their top ~20 %).
+            favorite_percentile: Fraction in [0, 1]; e.g. 0.8 keeps anime rated at or above the
+                user's 80th percentile of their own ratings (their top ~20 %). None: ``users.favorite_percentile``
+                of config/config.yaml.
 
         Returns:
             A :class:`UserPreferences`; empty (with a warning) for a user the model knows
@@ -394,10 +396,10 @@ class AnimeRecommender(Catalogue, UserRatings, ModelRanking):
         Raises:
             UserInputError: a user neither in the model nor in the ratings, or a bad percentile.
         """
-        q = favorite_percentile
+        q = config_default("users.favorite_percentile") if favorite_percentile is None else favorite_percentile
         if not isinstance(q, numbers.Real) or isinstance(q, bool) or not 0.0 <= float(q) <= 1.0:
             raise UserInputError(
-                f"favorite_percentile must be a fraction in [0, 1] (0.8 = 80th percentile), got {q!r}"
+                f"favorite_percentile must be a fraction in [0, 1] (e.g. 0.8 = 80th percentile), got {q!r}"
             )
         uid = self._coerce_user(user_id)
         _, length = self._ratings_slice(uid)
@@ -470,7 +472,7 @@ class AnimeRecommender(Catalogue, UserRatings, ModelRanking):
         n_similar: int = 10,
         num_faves: int | None = 10,
         genres: str | Iterable[str] | None = None,
-        favorite_percentile: float = 0.8,
+        favorite_percentile: float | None = None,
     ) -> pd.DataFrame:
         """Step 7: anime the similar users favour that ``user_id`` has not seen.
 
@@ -485,7 +487,7 @@ class AnimeRecommender(Catalogue, UserRatings, ModelRanking):
                 tables agree); ``None`` = every anime at or above that user's
                 ``favorite_percentile`` (the original step 7's rule).
             genres: Keep anime with ANY of these genres.
-            favorite_percentile: Used only when ``num_faves`` is ``None``.
+            favorite_percentile: Used only when ``num_faves`` is ``None`` (None: as :meth:`user_preferences`).
 
         Returns:
             Columns ``MAL_ID, Name, n_similar_users, Explanation`` ("7 of 10 similar users"),
@@ -500,6 +502,8 @@ class AnimeRecommender(Catalogue, UserRatings, ModelRanking):
             num_faves = check_count(num_faves, "num_faves")
         n_similar = check_count(n_similar, "n_similar")
         uid = self._coerce_user(user_id)
+        if favorite_percentile is None:
+            favorite_percentile = config_default("users.favorite_percentile")
         percentile = float(favorite_percentile) if num_faves is None else None
         sim_ids, counts = self._similar_votes(uid, n_similar, num_faves, percentile)
         unseen = counts > 0

@@ -38,7 +38,7 @@ from anime_recs.core.config import str_to_list
 from anime_recs.core.errors import UserInputError, one_line
 from anime_recs.recommend.newuser import MAX_RATINGS, ratings_from_mal_xml, ratings_from_pairs
 from anime_recs.serve.holder import ModelHolder
-from anime_recs.serve.service import MAX_N, Service
+from anime_recs.serve.service import DEFAULTS, MAX_N, Service
 
 logger = logging.getLogger(__name__)
 
@@ -64,7 +64,7 @@ class NewUserRequest(BaseModel):
     """Ratings of someone the model has never seen, and the filters of their recommendations."""
 
     ratings: list[Rating] = Field(max_length=MAX_RATINGS)
-    n: int = Field(10, ge=1, le=MAX_N)
+    n: int = Field(DEFAULTS["recommend"], ge=1, le=MAX_N)
     genres: list[str] = Field(default_factory=list, description="keep anime with ANY of these genres")
     types: list[str] = Field(default_factory=list, description="keep anime of these types (TV, Movie, ...)")
     min_score: float | None = Field(None, allow_inf_nan=False)
@@ -122,31 +122,31 @@ def create_app(holder: ModelHolder) -> FastAPI:
         return ask(lambda s: s.search(q, n))
 
     @app.get("/api/anime/similar", responses=ERRORS)
-    def similar_anime(anime: Annotated[str, Query(max_length=200, description="MAL_ID or name")], n: N = 10,
+    def similar_anime(anime: Annotated[str, Query(max_length=200, description="MAL_ID or name")], n: N = DEFAULTS["similar_anime"],
                       genres: Listed = [], types: Listed = []) -> dict[str, Any]:  # noqa: B006 - FastAPI copies defaults
         """Anime most similar to ``anime`` (cosine of the model's item representations)."""
         return ask(lambda s: s.similar_anime(anime, n, _flat(genres), _flat(types)))
 
     @app.get("/api/users/{user_id}/similar", responses=ERRORS)
-    def similar_users(user_id: UserId, n: N = 10, num_faves: N = 10) -> dict[str, Any]:
+    def similar_users(user_id: UserId, n: N = DEFAULTS["similar_users"], num_faves: N = DEFAULTS["num_faves"]) -> dict[str, Any]:
         """Users most similar to ``user_id``, with their favourite anime."""
         return ask(lambda s: s.similar_users(user_id, n, num_faves))
 
     @app.get("/api/users/{user_id}/recommendations", responses=ERRORS)
-    def recommendations(user_id: UserId, n: N = 10, genres: Listed = [], types: Listed = [],  # noqa: B006
+    def recommendations(user_id: UserId, n: N = DEFAULTS["recommend"], genres: Listed = [], types: Listed = [],  # noqa: B006
                         min_score: Score = None, max_score: Score = None) -> dict[str, Any]:
         """Unseen anime the model ranks highest for ``user_id``, with predicted ratings."""
         return ask(lambda s: s.recommend(user_id, n, _flat(genres), _flat(types), min_score, max_score))
 
     @app.get("/api/users/{user_id}/similar-user-recommendations", responses=ERRORS)
-    def similar_user_recommendations(user_id: UserId, n: N = 10, n_similar: N = 10,
+    def similar_user_recommendations(user_id: UserId, n: N = DEFAULTS["similar_user_recs"], n_similar: N = DEFAULTS["n_similar"],
                                      genres: Listed = []) -> dict[str, Any]:  # noqa: B006
         """Unseen anime the most similar users favour, with "k of n similar users"."""
         return ask(lambda s: s.recommend_from_similar_users(user_id, n, n_similar, _flat(genres)))
 
     @app.get("/api/users/{user_id}/preferences", responses=ERRORS)
     def preferences(user_id: UserId,
-                    favorite_percentile: Annotated[float, Query(ge=0, le=1)] = 0.8) -> dict[str, Any]:
+                    favorite_percentile: Annotated[float, Query(ge=0, le=1)] = DEFAULTS["favorite_percentile"]) -> dict[str, Any]:
         """The user's favourite anime and how often each genre and source occurs among them."""
         return ask(lambda s: s.preferences(user_id, favorite_percentile))
 
@@ -158,7 +158,7 @@ def create_app(holder: ModelHolder) -> FastAPI:
 
     @app.post("/api/new-user/mal-export", responses=ERRORS)
     async def new_user_mal(file: Annotated[UploadFile, File(description="animelist.xml exported from MyAnimeList")],
-                           n: N = 10, genres: Listed = [], types: Listed = []) -> dict[str, Any]:  # noqa: B006
+                           n: N = DEFAULTS["recommend"], genres: Listed = [], types: Listed = []) -> dict[str, Any]:  # noqa: B006
         """Recommendations from an uploaded MyAnimeList XML export (scores of 0 only mark anime as seen)."""
         data = await file.read(MAX_UPLOAD_BYTES + 1)
         if len(data) > MAX_UPLOAD_BYTES:

@@ -22,12 +22,15 @@ import pandas as pd
 
 from anime_recs.store.artifacts import ArtifactStore
 from anime_recs.core.errors import UserInputError
+from anime_recs.core.options import answer_defaults
 from anime_recs.recommend import AnimeRecommender
 from anime_recs.recommend.loader import MODEL_ARTIFACT, ModelVersion, open_model_version
 from anime_recs.recommend.newuser import RatingList, recommend_new_user
 
 logger = logging.getLogger(__name__)
 
+#: Each question's defaults (how many results, ...), from the step options in config/config.yaml.
+DEFAULTS = answer_defaults()
 #: The largest ``n`` any query accepts (a page of results, not a dump of the catalogue).
 MAX_N = 500
 #: Columns of anime rows returned to clients (the synopsis is long: the page shows it on demand).
@@ -82,19 +85,19 @@ class Service:
         return cls(rec, opened.ref)
 
     # -- queries: each returns a dict ready for JSON ------------------------------------------
-    def similar_anime(self, anime: int | str, n: int = 10, genres: list[str] | None = None,
+    def similar_anime(self, anime: int | str, n: int = DEFAULTS["similar_anime"], genres: list[str] | None = None,
                       types: list[str] | None = None) -> dict[str, Any]:
         """Anime most similar to ``anime`` (MAL_ID or forgiving name)."""
         frame = self.rec.similar_anime(anime, check_n(n), genres=genres or None, types=types or None)
         return self._answer(frame, ["Similarity"], query={"MAL_ID": frame.attrs["query_id"], "Name": frame.attrs["query_name"]})
 
-    def similar_users(self, user: int, n: int = 10, num_faves: int = 10) -> dict[str, Any]:
+    def similar_users(self, user: int, n: int = DEFAULTS["similar_users"], num_faves: int = DEFAULTS["num_faves"]) -> dict[str, Any]:
         """Users most similar to ``user``, with their favourites."""
         frame = self.rec.similar_users(user, check_n(n), num_faves=check_n(num_faves))
         return {"version": self.version, "query_user": int(frame.attrs["query_user"]), "note": frame.attrs.get("note"),
                 "results": records(frame, ["user_id", "Similarity", "n_ratings", "favorite_ids", "favorite_animes"])}
 
-    def recommend(self, user: int, n: int = 10, genres: list[str] | None = None, types: list[str] | None = None,
+    def recommend(self, user: int, n: int = DEFAULTS["recommend"], genres: list[str] | None = None, types: list[str] | None = None,
                   min_score: float | None = None, max_score: float | None = None) -> dict[str, Any]:
         """The model's recommendations for a known user."""
         frame = self.rec.recommend_by_model(user, check_n(n), types=types or None, genres=genres or None,
@@ -102,13 +105,14 @@ class Service:
         return self._answer(frame, ["Predicted rating", "Rank score"], query_user=int(frame.attrs["query_user"]),
                             family=frame.attrs["model_family"])
 
-    def recommend_from_similar_users(self, user: int, n: int = 10, n_similar: int = 10,
+    def recommend_from_similar_users(self, user: int, n: int = DEFAULTS["similar_user_recs"],
+                                     n_similar: int = DEFAULTS["n_similar"],
                                      genres: list[str] | None = None) -> dict[str, Any]:
         """Unseen anime the similar users favour ("7 of 10 similar users")."""
         frame = self.rec.recommend_from_similar_users(user, check_n(n), n_similar=check_n(n_similar), genres=genres or None)
         return self._answer(frame, ["n_similar_users", "Explanation"], query_user=int(frame.attrs["query_user"]))
 
-    def preferences(self, user: int, favorite_percentile: float = 0.8) -> dict[str, Any]:
+    def preferences(self, user: int, favorite_percentile: float = DEFAULTS["favorite_percentile"]) -> dict[str, Any]:
         """A user's favourite anime, genres and sources."""
         prefs = self.rec.user_preferences(user, favorite_percentile)
         return {"version": self.version, "user_id": prefs.user_id, "threshold": prefs.threshold,
@@ -116,7 +120,7 @@ class Service:
                 "genres": {str(k): int(v) for k, v in prefs.genres.items()},
                 "sources": {str(k): int(v) for k, v in prefs.sources.items()}}
 
-    def new_user(self, ratings: RatingList, n: int = 10, genres: list[str] | None = None, types: list[str] | None = None,
+    def new_user(self, ratings: RatingList, n: int = DEFAULTS["recommend"], genres: list[str] | None = None, types: list[str] | None = None,
                  min_score: float | None = None, max_score: float | None = None) -> dict[str, Any]:
         """Recommendations for someone known only by their ratings (fold-in)."""
         frame = recommend_new_user(self.rec, ratings, check_n(n), genres=genres or None, types=types or None,

@@ -36,7 +36,7 @@ from typing import Any
 import pandas as pd
 
 from anime_recs.store.artifacts import ArtifactStore
-from anime_recs.data.files import load_anime
+from anime_recs.data.files import RAW_FILE_NAMES, load_anime
 from anime_recs.core.errors import UserInputError
 from anime_recs.core.io import write_csv, write_json, write_parquet
 from anime_recs.data.mal.checkpoint import JsonlLog, UserIds, private_dir
@@ -45,7 +45,7 @@ from anime_recs.data.mal.mapping import ANIME_FIELDS, anime_frames, list_rows, s
 
 logger = logging.getLogger(__name__)
 
-OUTPUT_FILES = {"stats": "user_stats.parquet", "all_anime": "all_anime.csv", "synopses": "synopses.csv"}
+OUTPUT_FILES = RAW_FILE_NAMES
 MANIFEST = "refresh.json"
 PRIVATE = "private"
 

@@ -12,7 +12,7 @@ import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 
-from anime_recs.data.files import is_parquet, validate_file
+from anime_recs.data.files import RAW_FILE_NAMES, is_parquet, validate_file
 from anime_recs.data.download import DOWNLOAD_DEADLINE, MAL_API, SAMPLE, csv_to_parquet, fetch, source_kind
 from anime_recs.core.errors import UserInputError, plain
 from anime_recs.core.io import write_csv, write_parquet
@@ -38,10 +38,10 @@ class RawFile:
 class SampleSize:
     """Size of the embedded sample data set."""
 
-    n_users: int = 2000
-    n_anime: int = 800
-    mean_items: int = 90
-    seed: int = 42
+    n_users: int
+    n_anime: int
+    mean_items: int
+    seed: int
 
     def check(self) -> None:
         """Refuse sizes below 1 before anything is generated.
@@ -65,7 +65,7 @@ def _materialise_sample(files: list[RawFile], size: SampleSize, workdir: Path) -
     paths = {}
     for raw in files:
         if raw.source.strip().lower() == SAMPLE:
-            target = workdir / ("user_stats.parquet" if raw.kind == "stats" else f"{raw.kind}.csv")
+            target = workdir / (RAW_FILE_NAMES["stats"] if raw.kind == "stats" else f"{raw.kind}.csv")
             (write_parquet if raw.kind == "stats" else write_csv)(frames[raw.kind], target)
             paths[raw.kind] = target
     return paths
@@ -101,10 +101,10 @@ def run_download(
                 raise UserInputError("data.from_local is true but data.local_fname is empty; set it to your CSV of user stats")
             source = Path(local_fname).expanduser()
             if source.is_file() and is_parquet(source):
-                fetched[raw.kind] = fetch(str(source), workdir / "user_stats.parquet")
+                fetched[raw.kind] = fetch(str(source), workdir / RAW_FILE_NAMES["stats"])
             else:
                 print(f"converting {source} to parquet in chunks …", flush=True)
-                target = workdir / "user_stats.parquet"
+                target = workdir / RAW_FILE_NAMES["stats"]
                 csv_to_parquet(source, target, shown=local_fname)
                 fetched[raw.kind] = target
             shown[raw.kind] = local_fname
@@ -119,7 +119,7 @@ def run_download(
             print(f"fetching {raw.kind} from {source}", flush=True)
             fetch(source, target, deadline=download_timeout)
             if raw.kind == "stats" and not is_parquet(target):
-                converted = workdir / "user_stats.parquet"
+                converted = workdir / RAW_FILE_NAMES["stats"]
                 csv_to_parquet(target, converted, shown=raw.source)
                 target = converted
             fetched[raw.kind] = target

@@ -16,7 +16,7 @@ from typing import Any
 
 import pandas as pd
 
-from anime_recs.core.config import validate_config
+from anime_recs.core.options import validate_config
 from anime_recs.evaluation import FamilyModel, GlobalMean, Popularity, SimilarUsersModel, UserItemBias, evaluate_models, protocol_split
 from anime_recs.models import build_model
 from anime_recs.core.io import print_table, write_csv

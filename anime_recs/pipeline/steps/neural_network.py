@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
-from anime_recs.core.config import validate_config
+from anime_recs.core.options import validate_config
 from anime_recs.core.encoding import RatingArrays
 from anime_recs.core.errors import UserInputError
 from anime_recs.core.io import print_table, write_csv, write_json, write_parquet

@@ -32,7 +32,7 @@ def run_preprocess(
     output_type: str,
     output_description: str,
     options: PreprocessOptions,
-    raw_type: str = "raw_data",
+    raw_type: str,
     save_clean_locally: bool = False,
     clean_dir: str = "local_data/clean",
     memory_limit_gb: float = DEFAULT_MEMORY_LIMIT_GB,

@@ -15,7 +15,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from anime_recs.core.config import optional_int, str_to_bool
 from anime_recs.core.errors import ArtifactError, UserInputError
 from anime_recs.core.io import print_table, write_csv
 from anime_recs.recommend import AnimeRecommender
@@ -29,56 +28,22 @@ logger = logging.getLogger(__name__)
 class RecommenderInputs:
     """Artifact references of the recommender's inputs."""
 
-    embeddings: str = "anime_nn_embeddings:latest"
-    main_df: str = "preprocessed_stats.parquet:latest"
-    anime_df: str = "all_anime.csv:latest"
-    synopses_df: str = "synopses.csv:latest"
-    embeddings_type: str = "embeddings"
-    main_df_type: str = "preprocessed_data"
-    raw_type: str = "raw_data"
+    embeddings: str
+    main_df: str
+    anime_df: str
+    synopses_df: str
 
 
 @dataclass(frozen=True)
 class UserChoice:
     """Where the query user comes from: the flow's id artifact, the config, or random."""
 
-    user_query: int | None = None
-    random_user: bool = False
-    from_flow: bool = False
-    flow_artifact: str = "ID_used.csv:latest"
-    flow_type: str = "user_id"
-    max_ratings: int | None = None
-
-
-def add_input_args(parser: argparse.ArgumentParser) -> None:
-    """The four input artifacts every recommender step reads."""
-    defaults = RecommenderInputs()
-    parser.add_argument("--embeddings", default=defaults.embeddings, help="fitted model artifact from neural_network (any model family)")
-    parser.add_argument("--main_df", default=defaults.main_df, help="preprocessed stats artifact")
-    parser.add_argument("--anime_df", default=defaults.anime_df, help="all-anime artifact")
-    parser.add_argument("--synopses_df", default=defaults.synopses_df, help="synopses artifact")
-    parser.add_argument("--random_seed", type=int, default=42, help="seed for random users/anime")
-
-
-def add_user_args(parser: argparse.ArgumentParser, from_flow_default: bool) -> None:
-    """How the query user is chosen (see :class:`UserChoice`)."""
-    parser.add_argument("--user_query", type=optional_int, default=None, help="user id to query (null: none)")
-    parser.add_argument("--random_user", type=str_to_bool, default=False, help="pick a random user instead of --user_query")
-    parser.add_argument("--from_flow", type=str_to_bool, default=from_flow_default,
-                        help="use the user id published by the similar_users step (--flow_artifact) when it exists")
-    parser.add_argument("--flow_artifact", default="ID_used.csv:latest", help="the id artifact of the similar_users step")
-    parser.add_argument("--max_ratings", type=optional_int, default=None, help="random users have at most this many ratings")
-
-
-def add_cloud_args(parser: argparse.ArgumentParser, genre_fn: str, source_fn: str) -> None:
-    """Favourite-percentile and word cloud options (user_prefs, user_recs)."""
-    parser.add_argument("--favorite_percentile", type=float, default=0.8,
-                        help="favourites: rated at or above this percentile of the user's own ratings")
-    parser.add_argument("--cloud_width", type=int, default=600, help="word cloud width in pixels")
-    parser.add_argument("--cloud_height", type=int, default=350, help="word cloud height in pixels")
-    parser.add_argument("--genre_fn", default=genre_fn, help="genre cloud file name")
-    parser.add_argument("--source_fn", default=source_fn, help="source cloud file name")
-    parser.add_argument("--cloud_type", default="word_cloud", help="artifact type of the clouds")
+    user_query: int | None
+    random_user: bool
+    from_flow: bool
+    flow_artifact: str
+    flow_type: str
+    max_ratings: int | None
 
 
 def inputs_from_args(args: argparse.Namespace) -> RecommenderInputs:
