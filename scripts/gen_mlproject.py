@@ -152,6 +152,32 @@ def render_env(name: str, script: Path, pins: dict[str, str], extra: tuple[str, 
     return "\n".join(lines) + "\n"
 
 
+def render_options() -> str:
+    """docs/options.md: every step option with its config key, type, default and help."""
+    from anime_recs.core.options import STEP_OPTIONS, default_config, step_values
+
+    lines = ["# Step options", "",
+             "Generated from `anime_recs/core/options.py` (the declaration) and `config/config.yaml` (the values) by",
+             "`scripts/gen_mlproject.py`; do not edit. Override a config key the Hydra way (`python main.py "
+             "similarity.a_query_number=20`,",
+             "`mlflow run . -P hydra_options=\"...\"`), or pass the option to one step run on its own",
+             "(`mlflow run similar_anime -P a_query_number=20`, `python similar_anime/similar_anime.py --a_query_number 20`).",
+             "The model options (`model.*`, `config/model/<family>.yaml`) travel to `neural_network` and `evaluate` as one",
+             "file; see [models](models.md).", ""]
+    for step, options in STEP_OPTIONS.items():
+        values = step_values(step, default_config())
+        lines += [f"## {step}", "", "| option | config key | type | default | what it does |", "|---|---|---|---|---|"]
+        for option in options:
+            key = f"`{option.key}`" if option.key else ("derived" if option.derive else "-")
+            default = _default(values[option.name]).strip('"')
+            help_text = option.help.replace("|", "\\|")
+            shown = f"`{default}`" if default else "(empty)"
+            lines.append(f"| `--{option.name}` | {key} | {option.kind} | {shown} | {help_text} |")
+        lines.append("")
+    lines.append("[Back to the README](../README.md)")
+    return "\n".join(lines) + "\n"
+
+
 def expected_files() -> dict[Path, str]:
     """Every generated file and its text: each step's MLproject and conda.yml, and the root conda.yml."""
     pins = _pins()
@@ -165,6 +191,7 @@ def expected_files() -> dict[Path, str]:
             files[REPO / step / "conda.yml"] = render_env(f"anime_recs_{step}", script, pins, extra)
     # main.py builds the step environments with uv when main.env_manager=uv.
     files[REPO / "conda.yml"] = render_env("anime_recommendations", REPO / "main.py", pins, extra=("uv",))
+    files[REPO / "docs" / "options.md"] = render_options()
     return files
 
 

@@ -1,6 +1,6 @@
 """The default family: a ranking model and a rating model trained together.
 
-No single family here wins both evaluation tables (README "Evaluation"): EASE on
+No single family here wins both evaluation tables (docs/evaluation.md): EASE on
 graded feedback ranks best but only predicts ratings from biases, and the blended
 neighbourhood model predicts ratings best but ranks like a rating model. The
 hybrid fits both on the same ratings and answers each question with the model
