@@ -90,22 +90,6 @@ def lookup(cfg: Config, key: str) -> Any:
     return cfg[group][name]
 
 
-def _user_options(query_key: str, random_key: str, from_flow: str | bool) -> tuple[Option, ...]:
-    """How a step picks its user: the flow's id artifact, a configured id, or random."""
-    flow = (Option("from_flow", from_flow, "bool", "use the user id published by the similar_users step (--flow_artifact) "
-                   "when it exists", FLAG) if isinstance(from_flow, str) else
-            Option("from_flow", None, "bool", "use the user id published by an earlier similar_users step", default=from_flow))
-    return (
-        Option("user_query", query_key, "optional_int", "user id to query (null: random)", USER_ID),
-        Option("random_user", None, "bool", "pick a random user instead of --user_query",
-               derive=lambda c: bool(lookup(c, random_key)) or lookup(c, query_key) is None),
-        flow,
-        Option("flow_artifact", "users.flow_user", help="the id artifact of the similar_users step"),
-        Option("max_ratings", "similarity.max_ratings", "optional_int", "random users have at most this many ratings",
-               Rule("int", low=1, optional=True)),
-    )
-
-
 def _cloud_options(prefix: str) -> tuple[Option, ...]:
     """Favourite-percentile and word cloud options (user_prefs, user_recs)."""
     return (
@@ -117,6 +101,18 @@ def _cloud_options(prefix: str) -> tuple[Option, ...]:
         Option("source_fn", None, help="source cloud file name", derive=lambda c: prefix + lookup(c, "users.source_fn")),
         Option("cloud_type", "users.cloud_type", help="artifact type of the clouds"),
     )
+
+
+def _filter(flag: str, flag_key: str, values: str, values_key: str, what: str, example: str) -> tuple[Option, ...]:
+    """A filter a recommender step can switch on: the switch and the values it keeps (any of them)."""
+    return (Option(flag, flag_key, "bool", f"keep only anime with one of --{values}" if what == "genres"
+                   else f"keep only anime of --{values}", FLAG),
+            Option(values, values_key, "list", f"{what}, e.g. '{example}'"))
+
+
+def _output(name: str, name_key: str, type_name: str, type_key: str, what: str = "output") -> tuple[Option, ...]:
+    """The artifact a step publishes: its name and type."""
+    return (Option(name, name_key, help=f"{what} artifact name"), Option(type_name, type_key, help=f"{what} artifact type"))
 
 
 def _raw_file(kind: str, config_name: str, type_key: str, description_key: str) -> tuple[Option, ...]:
@@ -139,6 +135,24 @@ RECOMMENDER_INPUTS = (
     Option("synopses_df", "data.sypnopses_artifact_latest", help="synopses artifact"),
     SEED,
 )
+def _user_options(query_key: str, random_key: str, from_flow: str | bool) -> tuple[Option, ...]:
+    """The inputs of a recommender step about one user, and how it picks the user: the flow's id artifact, a
+    configured id, or random."""
+    flow = (Option("from_flow", from_flow, "bool", "use the user id published by the similar_users step (--flow_artifact) "
+                   "when it exists", FLAG) if isinstance(from_flow, str) else
+            Option("from_flow", None, "bool", "use the user id published by an earlier similar_users step", default=from_flow))
+    return (
+        *RECOMMENDER_INPUTS,
+        Option("user_query", query_key, "optional_int", "user id to query (null: random)", USER_ID),
+        Option("random_user", None, "bool", "pick a random user instead of --user_query",
+               derive=lambda c: bool(lookup(c, random_key)) or lookup(c, query_key) is None),
+        flow,
+        Option("flow_artifact", "users.flow_user", help="the id artifact of the similar_users step"),
+        Option("max_ratings", "similarity.max_ratings", "optional_int", "random users have at most this many ratings",
+               Rule("int", low=1, optional=True)),
+    )
+
+
 MODEL_CONFIG = Option("model_config", None, "model_config", "YAML/JSON with the model options (its `model` and `nn_arts` "
                       "groups)", default="../config/config.yaml")
 MODEL_INPUT = (
@@ -172,8 +186,8 @@ STEP_OPTIONS: dict[str, tuple[Option, ...]] = {
         Option("all_anime", "data.all_anime_artifact_latest", help="all-anime artifact (episode counts for "
                "--drop_half_watched)"),
         Option("raw_type", "data.stats_artifact_type", help="expected type of the raw artifacts"),
-        Option("preprocessed_stats", "data.preprocessed_stats", help="output artifact name"),
-        Option("preprocessed_artifact_type", "data.preprocessed_artifact_type", help="output artifact type"),
+        *_output("preprocessed_stats", "data.preprocessed_stats", "preprocessed_artifact_type",
+                 "data.preprocessed_artifact_type"),
         Option("preprocessed_artifact_description", "data.preprocessed_artifact_description", help="output description"),
         Option("num_reviews", "data.num_reviews", "int", "keep only users with at least this many rows after the other "
                "rules", NON_NEGATIVE),
@@ -194,8 +208,7 @@ STEP_OPTIONS: dict[str, tuple[Option, ...]] = {
         Option("relevant_threshold", "evaluation.relevant_threshold", "float", "a TEST rating at or above this is relevant "
                "(1-10 scale)", Rule("number")),
         Option("k", "evaluation.k", "int", "ranking cut-off", COUNT),
-        Option("output", "evaluation.metrics_artifact", help="output artifact name"),
-        Option("output_type", "evaluation.metrics_type", help="output artifact type"),
+        *_output("output", "evaluation.metrics_artifact", "output_type", "evaluation.metrics_type"),
         SEED,
     ),
     "similar_anime": (
@@ -204,59 +217,46 @@ STEP_OPTIONS: dict[str, tuple[Option, ...]] = {
                "ignored) or MAL_ID"),
         Option("random_anime", "similarity.random_anime", "bool", "query a random anime instead", FLAG),
         Option("a_query_number", "similarity.a_query_number", "int", "how many similar anime", COUNT),
-        Option("an_spec_genres", "similarity.an_spec_genres", "bool", "keep only anime with one of --anime_rec_genres", FLAG),
-        Option("anime_rec_genres", "similarity.anime_rec_genres", "list", "genres, e.g. 'Action,Comedy'"),
-        Option("spec_types", "similarity.spec_types", "bool", "keep only anime of --types", FLAG),
-        Option("types", "similarity.types", "list", "types, e.g. 'TV,Movie'"),
-        Option("sim_anime_fn", "similarity.sim_anime_fn", help="output artifact name"),
-        Option("sim_anime_type", "similarity.sim_anime_type", help="output artifact type"),
+        *_filter("an_spec_genres", "similarity.an_spec_genres", "anime_rec_genres", "similarity.anime_rec_genres", "genres",
+                 "Action,Comedy"),
+        *_filter("spec_types", "similarity.spec_types", "types", "similarity.types", "types", "TV,Movie"),
+        *_output("sim_anime_fn", "similarity.sim_anime_fn", "sim_anime_type", "similarity.sim_anime_type"),
     ),
     "similar_users": (
-        *RECOMMENDER_INPUTS,
         *_user_options("users.sim_user_query", "similarity.sim_random_user", False),
         Option("id_query_number", "similarity.id_query_number", "int", "how many similar users", COUNT),
         Option("num_faves", "users.num_faves", "int", "favourites listed per similar user", COUNT),
         Option("TV_only", "users.TV_only", "bool", "list only TV series as favourites", FLAG),
-        Option("sim_users_fn", "users.sim_users_fn", help="output artifact name"),
-        Option("sim_users_type", "users.sim_users_type", help="output artifact type"),
-        Option("ID_fn", "users.ID_fn", help="artifact name of the user id used"),
-        Option("ID_type", "users.ID_type", help="artifact type of the user id used"),
+        *_output("sim_users_fn", "users.sim_users_fn", "sim_users_type", "users.sim_users_type"),
+        *_output("ID_fn", "users.ID_fn", "ID_type", "users.ID_type", "user id"),
     ),
     "user_prefs": (
-        *RECOMMENDER_INPUTS,
         *_user_options("users.prefs_user_query", "users.pref_random_user", "users.prefs_from_flow"),
         *_cloud_options(""),
-        Option("prefs_csv", "users.prefs_csv", help="output artifact name"),
-        Option("prefs_type", "users.fave_art_type", help="output artifact type"),
+        *_output("prefs_csv", "users.prefs_csv", "prefs_type", "users.fave_art_type"),
         Option("clouds_artifact", "users.prefs_clouds", help="artifact name of the word clouds"),
     ),
     "user_recs": (
-        *RECOMMENDER_INPUTS,
         *_user_options("users.user_recs_query", "users.user_recs_random", "users.recs_ID_from_flow"),
         *_cloud_options("recs_"),
         Option("user_num_recs", "users.user_num_recs", "int", "how many recommendations", COUNT),
         Option("recs_n_sim_ID", "users.recs_n_sim_ID", "int", "how many similar users to ask", COUNT),
         Option("num_faves", "users.num_faves", "int", "favourites taken from each similar user", COUNT),
-        Option("ID_spec_genres", "users.ID_spec_genres", "bool", "keep only anime with one of --ID_rec_genres", FLAG),
-        Option("ID_rec_genres", "users.ID_rec_genres", "list", "genres, e.g. 'Action,Comedy'"),
-        Option("user_recs_fn", "users.user_recs_fn", help="output artifact name"),
-        Option("user_recs_type", "users.user_recs_type", help="output artifact type"),
+        *_filter("ID_spec_genres", "users.ID_spec_genres", "ID_rec_genres", "users.ID_rec_genres", "genres", "Action,Comedy"),
+        *_output("user_recs_fn", "users.user_recs_fn", "user_recs_type", "users.user_recs_type"),
         Option("clouds_artifact", "users.recs_clouds", help="artifact name of the word clouds"),
     ),
     "model_recs": (
-        *RECOMMENDER_INPUTS,
         *_user_options("model_recs.model_user_query", "model_recs.model_random_user", "model_recs.model_ID_flow"),
         Option("model_num_recs", "model_recs.model_num_recs", "int", "how many recommendations", COUNT),
-        Option("specify_types", "model_recs.specify_types", "bool", "keep only anime of --anime_types", FLAG),
-        Option("anime_types", "model_recs.anime_types", "list", "types, e.g. 'TV,OVA'"),
-        Option("specify_genres", "model_recs.specify_genres", "bool", "keep only anime with one of --model_genres", FLAG),
-        Option("model_genres", "model_recs.model_genres", "list", "genres, e.g. 'Action,Comedy'"),
+        *_filter("specify_types", "model_recs.specify_types", "anime_types", "model_recs.anime_types", "types", "TV,OVA"),
+        *_filter("specify_genres", "model_recs.specify_genres", "model_genres", "model_recs.model_genres", "genres",
+                 "Action,Comedy"),
         Option("min_score", "model_recs.min_score", "optional_float", "keep anime whose MyAnimeList Score is at least this",
                Rule("number", low=0, high=10, optional=True)),
         Option("max_score", "model_recs.max_score", "optional_float", "keep anime whose MyAnimeList Score is at most this",
                Rule("number", low=0, high=10, optional=True)),
-        Option("model_recs_fn", "model_recs.model_recs_fn", help="output artifact name"),
-        Option("model_recs_type", "model_recs.model_recs_type", help="output artifact type"),
+        *_output("model_recs_fn", "model_recs.model_recs_fn", "model_recs_type", "model_recs.model_recs_type"),
     ),
 }
 STEPS: tuple[str, ...] = tuple(STEP_OPTIONS)
