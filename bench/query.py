@@ -138,7 +138,7 @@ def make_ratings(rng: np.random.Generator, anime: pd.DataFrame, user_ids: np.nda
         {
             "user_id": users.astype(np.int64),
             "anime_id": anime["MAL_ID"].to_numpy()[picks],
-            "rating": ((raw - 1) / 9).astype(np.float32),
+            "rating": raw.astype(np.float32),
             "watching_status": rng.choice(np.array([1, 2, 3, 4, 6], np.int8), size=len(users)),
             "watched_episodes": np.floor(episodes * rng.random(len(users)) ** 0.3).astype(np.int32),
         }

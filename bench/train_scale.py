@@ -64,6 +64,17 @@ def make_parquet(path: Path, rows: int, users: int, anime: int, seed: int = 0) -
     os.replace(tmp, path)
 
 
+def rating_range(path: Path) -> tuple[float, float]:
+    """``(min, max)`` of the file's ratings from its row-group statistics (a preprocessed file keeps the raw scale;
+    the network trains on it scaled to [0, 1], as the neural_network step does with the range it records)."""
+    import pyarrow.parquet as pq
+
+    meta = pq.ParquetFile(path).metadata
+    column = meta.schema.names.index("rating")
+    stats = [meta.row_group(i).column(column).statistics for i in range(meta.num_row_groups)]
+    return float(min(s.min for s in stats)), float(max(s.max for s in stats))
+
+
 def train_epoch(path: Path, batch_size: int = 10_000, embedding_size: int = 128, training_path: str = "fast",
                 epochs: int = 1, val_fraction: float = 0.001, seed: int = 42) -> dict[str, float]:
     """Stream ``epochs`` training epochs over ``path`` and measure them (call in a fresh process for a true peak RSS).
@@ -78,7 +89,7 @@ def train_epoch(path: Path, batch_size: int = 10_000, embedding_size: int = 128,
     from anime_recs.models.network.training import train_model
 
     started = time.perf_counter()
-    reader = ParquetRatings(path, val_fraction, 0.0, seed)
+    reader = ParquetRatings(path, val_fraction, 0.0, seed, rating_range=rating_range(path))
     users, anime = reader.encoders()
     holdout = reader.holdout(users, anime)
     train = StreamedRows(reader, users, anime, holdout.train_rows, holdout.train_rating_sum / holdout.train_rows)

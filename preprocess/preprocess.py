@@ -1,4 +1,4 @@
-"""preprocess step: clean the raw user stats and min-max scale ratings to [0, 1].
+"""preprocess step: clean the raw user stats; ratings keep their 1-10 scale (its range is recorded).
 
 Input: ``--raw_stats`` (and ``--all_anime`` for ``--drop_half_watched``).
 Output: artifact ``--preprocessed_stats`` (type ``--preprocessed_artifact_type``).

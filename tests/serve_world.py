@@ -63,7 +63,7 @@ def publish_world(root: Path, family: str = "hybrid", seed: int = 0) -> str:
     work.mkdir(parents=True, exist_ok=True)
     model = build_model(FAST[family]).fit(Interactions.from_frame(ratings, (1.0, 10.0)))
     files = model.save(work / "bundle")
-    ratings.assign(rating=(ratings["rating"] - 1.0) / 9.0).to_parquet(work / "stats.parquet")
+    ratings.to_parquet(work / "stats.parquet")
     anime.to_csv(work / "anime.csv", index=False)
     synopses.to_csv(work / "synopses.csv", index=False)
     store = ArtifactStore(root)

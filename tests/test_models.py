@@ -75,8 +75,7 @@ WORLD = _planted()
 def fitted(request: pytest.FixtureRequest) -> SimpleNamespace:
     data = Interactions.from_frame(WORLD.raw, (1.0, 10.0))
     model = build_model(FAMILY_CONFIGS[request.param]).fit(data)
-    scaled = WORLD.raw.assign(rating=(WORLD.raw["rating"] - 1.0) / 9.0)
-    rec = AnimeRecommender(model=model, ratings=scaled, anime=WORLD.anime)
+    rec = AnimeRecommender(model=model, ratings=WORLD.raw, anime=WORLD.anime)
     return SimpleNamespace(family=request.param, model=model, data=data, rec=rec)
 
 

@@ -38,7 +38,8 @@ def test_duplicates_and_unrated_default() -> None:
     assert removed(report) == {"input": 0, "missing_values": 0, "duplicates": 1, "unrated": 1}
     assert len(clean) == 5
     assert (scaling.rating_min, scaling.rating_max) == (4.0, 10.0)
-    np.testing.assert_allclose(sorted(clean["rating"]), sorted((np.array([8, 6, 4, 10, 9]) - 4) / 6), rtol=1e-6)
+    # The ratings keep their scale (the range goes to the metadata; the network scales privately).
+    assert sorted(clean["rating"]) == sorted([8.0, 6.0, 4.0, 10.0, 9.0])
 
 
 def test_original_behaviour_keeps_unrated_as_zero() -> None:
@@ -96,7 +97,7 @@ def test_counts_on_real_animelist_head(mal_data: Path) -> None:
     per_user = clean.groupby("user_id").size()
     assert per_user.min() >= 20
     assert (scaling.rating_min, scaling.rating_max) == (1.0, 10.0)
-    assert clean["rating"].between(0, 1).all()
+    assert clean["rating"].between(1, 10).all() and clean["rating"].dtype == np.float32
     assert report["rows_left"].iloc[-1] == len(clean)
 
 
@@ -110,3 +111,14 @@ def test_half_watched_same_through_the_dense_table_and_the_binary_search() -> No
     assert half_watched_mask(frame(), ANIME).tolist() == expected
     assert half_watched_mask(shifted_frame, shifted_anime).tolist() == expected
     assert half_watched_mask(stats, ANIME).tolist() == expected + [False, False, False, True, False, False, False]
+
+
+def test_ratings_of_an_older_scaled_artifact_are_mapped_back_to_their_scale() -> None:
+    # Artifacts written before ratings kept their scale hold them min-max scaled; every reader maps them back once.
+    from anime_recs.data.preprocess import RAW_RATINGS, raw_ratings
+
+    scaled = np.array([0.0, 7 / 9, 1.0], np.float32)
+    old = {"scaling": {"rating_min": 1.0, "rating_max": 10.0}}
+    assert raw_ratings(scaled, old).tolist() == [1.0, 8.0, 10.0]
+    raw = np.array([1.0, 8.0, 10.0], np.float32)
+    assert raw_ratings(raw, {**old, "ratings": RAW_RATINGS}).tolist() == [1.0, 8.0, 10.0]

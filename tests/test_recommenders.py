@@ -119,7 +119,7 @@ def _build_world() -> SimpleNamespace:
         rows.append((uid, mal_ids[other], 2, 4, 1))
     rows += [(UNTRAINED_USER, mal_ids[0], 8, 2, 12), (UNTRAINED_USER, mal_ids[1], 6, 2, 12)]
     ratings = pd.DataFrame(rows, columns=["user_id", "anime_id", "raw", "watching_status", "watched_episodes"])
-    ratings["rating"] = ((ratings["raw"] - 1) / 9).astype(np.float32)
+    ratings["rating"] = ratings["raw"].astype(np.float32)  # the 1-10 scale, as preprocess writes it
     ratings = ratings.astype({"user_id": np.int64, "anime_id": np.int64, "watching_status": np.int8,
                               "watched_episodes": np.int32})
     ratings = ratings.sample(frac=1.0, random_state=3).reset_index(drop=True)  # order must not matter
@@ -322,7 +322,7 @@ def test_favourite_ties_fall_to_popularity() -> None:
     # Give the least popular anime of user 0's cluster the same top rating as the most popular one.
     user = int(world.user_ids[0])
     mine = ratings.index[ratings.user_id == user]
-    ratings.loc[mine, "rating"] = np.float32(1.0)
+    ratings.loc[mine, "rating"] = np.float32(10.0)
     anime_emb, user_emb, anime_encoder, user_encoder = world.raw
     rec = AnimeRecommender(model=planted_model(user_emb, anime_emb, user_encoder, anime_encoder, (1, 10)),
                            ratings=ratings.drop(columns="raw"), anime=world.anime)

@@ -42,7 +42,7 @@ def test_few_users_are_searched_exhaustively() -> None:
 
 def test_indexed_recommender_matches_exact_search() -> None:
     model = build_model(FAMILY_CONFIGS["ease"]).fit(Interactions.from_frame(WORLD.raw, (1.0, 10.0)))
-    rec = IndexedRecommender(model=model, ratings=WORLD.raw.assign(rating=(WORLD.raw["rating"] - 1) / 9), anime=WORLD.anime)
+    rec = IndexedRecommender(model=model, ratings=WORLD.raw, anime=WORLD.anime)
     exact = [rec.similar_user_ids(u, 5)[0].tolist() for u in WORLD.user_ids[:10].tolist()]
     assert rec.attach_if_accurate() is None and rec.user_index is None  # 36 users: too few to need an index
     assert rec.attach_if_accurate(min_users=0) == 1.0 and rec.user_index is not None

@@ -87,7 +87,7 @@ folder = {str(model.path)!r}
 test = pd.read_parquet(folder + "/test_split.parquet")
 scaling = Scaling(**json.load(open(folder + "/scaling.json")))
 pred = m.predict(m.users.transform(test.user_id.to_numpy()), m.items.transform(test.anime_id.to_numpy()))
-out = prediction_metrics(scaling.to_scaled(pred), test.rating.to_numpy(), scaling, "test")
+out = prediction_metrics(scaling.to_scaled(pred), scaling.to_scaled(test.rating.to_numpy()), scaling, "test")
 print(json.dumps({{**out, "tensorflow": "tensorflow" in sys.modules}}))
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=child_env(), timeout=300)
@@ -182,7 +182,7 @@ test = pd.read_parquet(folder + "/test_split.parquet")
 scaling = Scaling(**json.load(open(folder + "/scaling.json")))
 pred = m.predict({{"user": users.transform(test.user_id.to_numpy()), "anime": anime.transform(test.anime_id.to_numpy())}},
                  batch_size=65536, verbose=0).ravel()
-print(json.dumps(prediction_metrics(pred, test.rating.to_numpy(), scaling, "test")))
+print(json.dumps(prediction_metrics(pred, scaling.to_scaled(test.rating.to_numpy()), scaling, "test")))
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=child_env(), timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]

@@ -120,3 +120,24 @@ def test_training_through_the_stream_learns(stats: tuple[Path, pd.DataFrame], pa
     assert len(history) == 3
     assert history["loss"].iloc[-1] < history["loss"].iloc[0]
     assert history["val_loss"].iloc[-1] < history["val_loss"].iloc[0]
+
+
+def test_raw_ratings_are_scaled_for_the_network_as_the_family_scales_them(tmp_path: Path,
+                                                                         stats: tuple[Path, pd.DataFrame]) -> None:
+    # The preprocessed table keeps the 1-10 scale; the network's [0, 1] scaling happens only where it trains.
+    from anime_recs.models.base import Interactions
+    from anime_recs.models.original import OriginalNetwork
+
+    _, frame = stats
+    raw = frame.assign(rating=np.round(1 + 9 * frame["rating"]).astype(np.float32))
+    path = tmp_path / "raw.parquet"
+    pq.write_table(pa.Table.from_pandas(raw, preserve_index=False), path, row_group_size=1_000)
+    reader = ParquetRatings(path, 0.1, 0.1, seed=5, read_rows=300, shuffle_rows=2_500, rating_range=(1.0, 10.0))
+    users, anime = reader.encoders()
+    holdout = reader.holdout(users, anime)
+    assert set(np.unique(holdout.test["rating"])) <= set(np.arange(1.0, 11.0))  # test rows keep the raw scale
+    streamed = _concat([*reader.train_batches(0, 1_000, users, anime), holdout.val])
+    assert len(streamed) + len(holdout.test) == len(raw)
+    levels = pd.DataFrame({"user_id": np.arange(10), "anime_id": np.arange(10), "rating": np.arange(1.0, 11.0)})
+    family = OriginalNetwork().scaled(Interactions.from_frame(levels, (1.0, 10.0))).rating  # what the family trains on
+    assert np.array_equal(np.unique(streamed.rating), np.unique(family))  # bit for bit, every level

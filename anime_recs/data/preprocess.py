@@ -1,10 +1,10 @@
-"""Cleaning user stats for training: vectorised filters and min-max scaling.
+"""Cleaning user stats for training: vectorised filters, and the rating range recorded.
 
 Rules run in this order, and the number of rows each removes is reported:
 missing values, duplicate (user, anime) pairs, unrated (rating 0), unwatched (0 episodes),
 plan-to-watch, under half watched, users with fewer than ``num_reviews`` rows.
-Then ``rating`` is min-max scaled to [0, 1]; the min and max travel in the
-artifact's metadata so predictions can be mapped back to the 1..10 scale.
+Ratings stay on their own scale (1..10 on MyAnimeList) in every table; their min and max travel in the
+artifact's metadata as the rating scale of the models (the network scales to [0, 1] privately).
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ class PreprocessOptions:
 
 @dataclass(frozen=True)
 class Scaling:
-    """Min-max scaling of ratings: ``scaled = (raw - min) / (max - min)``."""
+    """The range of the ratings, and min-max scaling to it: ``scaled = (raw - min) / (max - min)``."""
 
     rating_min: float
     rating_max: float
@@ -54,6 +54,21 @@ class Scaling:
     def as_dict(self) -> dict[str, float]:
         """JSON-friendly form for artifact metadata."""
         return asdict(self)
+
+
+#: The ``ratings`` metadata of a preprocessed artifact whose ratings keep their own scale (every one written now).
+RAW_RATINGS = "raw"
+
+
+def raw_ratings(ratings: np.ndarray, metadata: dict) -> np.ndarray:
+    """A preprocessed artifact's ratings on their own scale.
+
+    Artifacts written before ratings kept their scale (no ``ratings`` key in the metadata) hold them min-max scaled
+    to [0, 1]: those are mapped back here, the one place that knows, so old stores keep working.
+    """
+    if metadata.get("ratings") == RAW_RATINGS:
+        return np.asarray(ratings)
+    return np.round(Scaling(**metadata["scaling"]).to_raw(ratings), 6).astype(np.float32)
 
 
 def half_watched_mask(stats: pd.DataFrame, anime: pd.DataFrame) -> np.ndarray:
@@ -159,13 +174,16 @@ def scaling_of(rating_min: float, rating_max: float) -> Scaling:
 
 
 def clean_frame(frame: pd.DataFrame, scaling: Scaling) -> pd.DataFrame:
-    """The output columns and dtypes of the kept rows, ``rating`` scaled to [0, 1] as float32."""
+    """The output columns and dtypes of the kept rows, ``rating`` as float32 on its own scale.
+
+    ``scaling`` (the rating range) is recorded beside the table, not applied to it.
+    """
     ratings = frame["rating"].to_numpy(dtype=np.float32)
     return pd.DataFrame(
         {
             "user_id": frame["user_id"].to_numpy(dtype=np.int64),
             "anime_id": frame["anime_id"].to_numpy(dtype=np.int64),
-            "rating": ((ratings - scaling.rating_min) / (scaling.rating_max - scaling.rating_min)).astype(np.float32),
+            "rating": ratings,
             "watching_status": frame["watching_status"].to_numpy(dtype=np.int8),
             "watched_episodes": frame["watched_episodes"].to_numpy(dtype=np.int32),
         }
@@ -180,7 +198,7 @@ def report_frame(rows: list[tuple[str, int, int]]) -> pd.DataFrame:
 def preprocess(
     stats: pd.DataFrame, options: PreprocessOptions, anime: pd.DataFrame | None = None
 ) -> tuple[pd.DataFrame, pd.DataFrame, Scaling]:
-    """Apply the cleaning rules and scale ratings, in memory.
+    """Apply the cleaning rules and find the rating range, in memory.
 
     :func:`anime_recs.data.preprocess_file.preprocess_file` does the same out of core; this
     function is the reference it is tested against.
@@ -191,8 +209,8 @@ def preprocess(
         anime: the all-anime table; needed only for ``drop_half_watched``.
 
     Returns:
-        The clean frame (``rating`` float32 in [0, 1]), a report with one row
-        per rule (``rule, rows_removed, rows_left``) and the scaling used.
+        The clean frame (``rating`` float32, raw), a report with one row
+        per rule (``rule, rows_removed, rows_left``) and the rating range.
 
     Raises:
         UserInputError: no input rows, a negative ``num_reviews``, a rule that removes every row,

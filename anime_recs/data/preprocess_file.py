@@ -10,7 +10,7 @@ in-memory reference it is tested against), in three streamed steps:
 2. Per bucket (every row of a user is in one bucket, in file order): repeated
    (user, anime) pairs after the first, then users with fewer than ``num_reviews``
    rows left; the rating range of the kept rows.
-3. Read the parquet again and write the kept rows, scaled, as parquet with row
+3. Read the parquet again and write the kept rows (ratings unchanged) as parquet with row
    groups of :data:`anime_recs.core.io.ROW_GROUP` rows (written to a temporary name, renamed when complete).
 
 Memory: a batch, one bucket, and one byte per row for the code of every row (kept in a
@@ -189,7 +189,7 @@ def _report(code: np.ndarray, options: PreprocessOptions) -> pd.DataFrame:
 
 
 def _write(path: Path, dest: Path, plan: Plan, code: np.ndarray, scaling: Scaling) -> None:
-    """Step 3: the kept rows, scaled, to ``dest`` atomically, in row groups of :data:`anime_recs.core.io.ROW_GROUP` rows."""
+    """Step 3: the kept rows to ``dest`` atomically, in row groups of :data:`anime_recs.core.io.ROW_GROUP` rows."""
 
     def write_into(tmp: Path) -> None:
         offset = 0

@@ -81,12 +81,14 @@ class ParquetRatings:
     """The preprocessed ratings parquet as a source of training batches.
 
     Args:
-        path: The preprocessed stats parquet (``user_id``, ``anime_id``, ``rating`` in [0, 1], ...).
+        path: The preprocessed stats parquet (``user_id``, ``anime_id``, ``rating`` on the raw scale, ...).
         val_fraction: Share of rows that validate.
         test_fraction: Share of rows held out for the final test numbers.
         seed: Seed of the split hash and of the per-epoch shuffles.
         read_rows: Rows per record batch read from the file.
         shuffle_rows: Training rows shuffled together (the memory bound of streaming).
+        rating_range: ``(min, max)`` of the ratings in the file: training and validation rows come scaled to
+            [0, 1] (the network's own scale); test rows keep the file's ratings.
 
     Raises:
         DataValidationError: The file lacks a training column.
@@ -94,7 +96,8 @@ class ParquetRatings:
     """
 
     def __init__(self, path: Path, val_fraction: float, test_fraction: float, seed: int,
-                 read_rows: int = 1 << 20, shuffle_rows: int = 8_000_000) -> None:
+                 read_rows: int = 1 << 20, shuffle_rows: int = 8_000_000,
+                 rating_range: tuple[float, float] = (0.0, 1.0)) -> None:
         if not (0 < val_fraction < 1 and 0 <= test_fraction < 1 and val_fraction + test_fraction < 1):
             raise UserInputError(f"validation ({val_fraction:g}) and test ({test_fraction:g}) fractions must be in "
                                  "[0, 1) and leave rows for training; lower model.test_size or model.holdout_fraction")
@@ -105,6 +108,7 @@ class ParquetRatings:
             raise DataValidationError(f"{self.path.name} lacks column(s) {missing}; re-run the preprocess step")
         self.val_fraction, self.test_fraction, self.seed = float(val_fraction), float(test_fraction), int(seed)
         self.read_rows, self.shuffle_rows = int(read_rows), max(int(shuffle_rows), 1)
+        self.rating_min, self.rating_span = float(rating_range[0]), float(rating_range[1]) - float(rating_range[0])
         sizes = [self.file.metadata.row_group(i).num_rows for i in range(self.file.num_row_groups)]
         self._group_starts = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
 
@@ -133,9 +137,16 @@ class ParquetRatings:
         return IdEncoder.from_sorted(users, "user"), IdEncoder.from_sorted(anime, "anime")
 
     def _encode(self, batch: pa.RecordBatch, users: IdEncoder, anime: IdEncoder) -> RatingArrays:
-        rating = np.clip(batch.column(2).to_numpy(zero_copy_only=False).astype(np.float32, copy=False), 0.0, 1.0)
+        rating = np.clip(self._scaled(batch.column(2)), 0.0, 1.0)
         return RatingArrays(users.transform(batch.column(0).to_numpy()), anime.transform(batch.column(1).to_numpy()),
                             rating)
+
+    def _scaled(self, ratings: pa.Array) -> np.ndarray:
+        """Ratings as the network trains on them: float32 in [0, 1] (the same arithmetic as the model family's)."""
+        raw = ratings.to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
+        if self.rating_min == 0.0 and self.rating_span == 1.0:
+            return raw
+        return ((raw - self.rating_min) / self.rating_span).astype(np.float32)
 
     def holdout(self, users: IdEncoder, anime: IdEncoder) -> Holdout:
         """Validation rows (encoded), test rows (every column) and the training rows' count and rating sum."""
@@ -144,7 +155,7 @@ class ParquetRatings:
         n_train, rating_sum = 0, 0.0
         for positions, batch in self._batches(tuple(self.file.schema_arrow.names)):
             split = self._splits(positions)
-            train_ratings = batch.column("rating").to_numpy(zero_copy_only=False)[split == TRAIN]
+            train_ratings = self._scaled(batch.column("rating"))[split == TRAIN]
             n_train, rating_sum = n_train + len(train_ratings), rating_sum + float(train_ratings.sum(dtype=np.float64))
             columns = pa.RecordBatch.from_arrays([batch.column(c) for c in TRAIN_COLUMNS], list(TRAIN_COLUMNS))
             val_parts.append(self._encode(columns, users, anime).take(np.flatnonzero(split == VAL)))

@@ -95,9 +95,8 @@ class SimilarUsersModel:
         if getattr(self.family, "fitted_on", None) != id(train):  # reuse a family fitted on this TRAIN
             self.family.fit(train, cols)
         data = self.family.data
-        lo, hi = data.rating_scale
         ratings = pd.DataFrame({"user_id": data.users.ids[data.user_rows], "anime_id": data.items.ids[data.item_rows],
-                                "rating": (data.ratings - lo) / (hi - lo)})
+                                "rating": data.ratings})
         self.recommender = AnimeRecommender(model=self.family.model, ratings=ratings,
                                             anime=placeholder_catalogue(data.items.ids))
         return self

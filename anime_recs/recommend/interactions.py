@@ -150,7 +150,7 @@ class UserRatings:
         Returns:
             ``(group, index, threshold)``: position in ``user_ids`` and index into the
             ratings arrays of each favourite, grouped by user and best first within each
-            user; and per user the percentile rating used (scaled; NaN without percentile
+            user; and per user the percentile rating used (NaN without percentile
             or without ratings).
         """
         starts, lengths = self._ratings_slices(np.asarray(user_ids, np.int64))

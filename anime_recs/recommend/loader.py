@@ -24,6 +24,7 @@ import pandas as pd
 from anime_recs.core.errors import UserInputError
 from anime_recs.core.options import config_default
 from anime_recs.data.files import load_anime, load_synopses
+from anime_recs.data.preprocess import raw_ratings
 from anime_recs.models import load_model
 from anime_recs.models.base import RecommenderModel
 from anime_recs.recommend.interactions import read_ratings
@@ -107,6 +108,7 @@ def open_model_version(get: ArtifactSource, model: str | None = None, ratings: s
     trained_on = artifact.metadata.get("input", {}).get(RATINGS_ARTIFACT)
     stats = get(ratings or trained_on or f"{RATINGS_ARTIFACT}:latest", RATINGS_TYPE)
     frame = read_ratings(stats.file())
+    frame["rating"] = raw_ratings(frame["rating"].to_numpy(), stats.metadata)
     if trained_on and trained_on != stats.ref:
         users_match = np.array_equal(np.unique(frame["user_id"].to_numpy()), fitted.users.ids)
         anime_match = np.array_equal(np.unique(frame["anime_id"].to_numpy()), fitted.items.ids)

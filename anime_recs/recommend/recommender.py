@@ -125,8 +125,8 @@ class AnimeRecommender(Catalogue, UserRatings, ModelRanking):
 
         Args:
             model: A fitted model family (:mod:`anime_recs.models`); its encoders map ids to rows.
-            ratings: Preprocessed interactions: ``user_id``, ``anime_id``, ``rating``
-                (scaled to [0, 1]); ``watched_episodes`` is used when present.
+            ratings: Preprocessed interactions: ``user_id``, ``anime_id``, ``rating`` (on the model's
+                rating scale, e.g. 1–10); ``watched_episodes`` is used when present.
             anime: The anime table (``MAL_ID, Name, Genres, Type, Score, Episodes``;
                 ``English name, Japanese name, Source, Members`` when present).
             synopses: Optional ``MAL_ID`` + ``sypnopsis`` (or ``synopsis``) table.
@@ -409,13 +409,12 @@ class AnimeRecommender(Catalogue, UserRatings, ModelRanking):
         _, index, thresholds = self._favourites(np.array([uid]), None, favorite_percentile=float(q))
         threshold = float(thresholds[0])
         rows = self._r_row[index]
-        lo, hi = self.rating_scale
         favorites = pd.DataFrame(
             {
                 "MAL_ID": self._mal_ids[rows],
                 "Name": self._names_arr[rows],
                 "eng_version": self._eng_arr[rows],
-                "user_rating": lo + self._r_rating[index].astype(np.float64) * (hi - lo),
+                "user_rating": self._r_rating[index].astype(np.float64),
                 "Genres": self._genres_arr[rows],
                 "Source": self._source[rows],
                 "Type": self._types_arr[rows],
@@ -428,7 +427,7 @@ class AnimeRecommender(Catalogue, UserRatings, ModelRanking):
         return UserPreferences(
             user_id=uid,
             favorite_percentile=float(q),
-            threshold=lo + threshold * (hi - lo),
+            threshold=threshold,
             favorites=favorites,
             genres=genres,
             sources=sources,
@@ -460,8 +459,7 @@ class AnimeRecommender(Catalogue, UserRatings, ModelRanking):
         _, index = concat_ranges(starts, lengths)
         emb = self._r_emb[index]
         ok = emb >= 0
-        lo, hi = self.rating_scale
-        sums = np.bincount(emb[ok], weights=lo + self._r_rating[index][ok] * (hi - lo), minlength=self.n_anime)
+        sums = np.bincount(emb[ok], weights=self._r_rating[index][ok], minlength=self.n_anime)
         rated = np.bincount(emb[ok], minlength=self.n_anime).astype(np.float64)
         return votes, sums, rated
 

@@ -14,13 +14,14 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from anime_recs.core.options import validate_config
 from anime_recs.evaluation import FamilyModel, GlobalMean, Popularity, SimilarUsersModel, UserItemBias, evaluate_models, protocol_split
 from anime_recs.models import build_model
 from anime_recs.core.io import print_table, write_csv
-from anime_recs.data.preprocess import Scaling
+from anime_recs.data.preprocess import Scaling, raw_ratings
 from anime_recs.pipeline.tracking import StepContext
 
 logger = logging.getLogger(__name__)
@@ -33,7 +34,7 @@ def run_evaluate(ctx: StepContext, input_data: str, input_type: str, model_cfg: 
     artifact = ctx.use_artifact(input_data, input_type)
     scaling = Scaling(**artifact.metadata["scaling"])
     frame = pd.read_parquet(artifact.file(), columns=["user_id", "anime_id", "rating"])
-    frame["rating"] = scaling.to_raw(frame["rating"].to_numpy()).round(6)
+    frame["rating"] = raw_ratings(frame["rating"].to_numpy(), artifact.metadata).astype(np.float64)
     split = protocol_split(frame, min_rating=scaling.rating_min)
     print(f"protocol split: {len(split.train):,} train / {len(split.test):,} test rows; TEST checksum {split.checksum}", flush=True)
     scale = (scaling.rating_min, scaling.rating_max)

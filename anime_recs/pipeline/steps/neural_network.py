@@ -30,9 +30,10 @@ from anime_recs.core.errors import UserInputError
 from anime_recs.core.io import print_table, write_csv, write_json, write_parquet
 from anime_recs.models import Interactions, RecommenderModel, build_model
 from anime_recs.models.original import OriginalNetwork
-from anime_recs.data.preprocess import Scaling
+from anime_recs.data.preprocess import RAW_RATINGS, Scaling, raw_ratings
 from anime_recs.data.streaming import ParquetRatings, StreamedRows
 from anime_recs.pipeline.tracking import StepContext
+from anime_recs.store.artifacts import ArtifactVersion
 
 logger = logging.getLogger(__name__)
 
@@ -95,10 +96,10 @@ def run_neural_network(ctx: StepContext, input_data: str, input_type: str, model
     n_rows = pq.ParquetFile(artifact.file()).metadata.num_rows
     stream_above = model_cfg.get("stream_above_rows")
     if isinstance(model, OriginalNetwork) and stream_above is not None and n_rows > int(stream_above):
-        return _run_streamed(ctx, model, artifact.file(), n_rows, scaling, artifact.ref, model_cfg, seed)
+        return _run_streamed(ctx, model, artifact, n_rows, scaling, model_cfg, seed)
     frame = pd.read_parquet(artifact.file())
-    raw = frame[["user_id", "anime_id"]].assign(rating=scaling.to_raw(frame["rating"].to_numpy()))
-    data = Interactions.from_frame(raw, (scaling.rating_min, scaling.rating_max))
+    frame["rating"] = raw_ratings(frame["rating"].to_numpy(), artifact.metadata)
+    data = Interactions.from_frame(frame[["user_id", "anime_id", "rating"]], (scaling.rating_min, scaling.rating_max))
     train_pos, val_pos, test_pos = split_positions(len(data), float(model_cfg.get("test_size", 10_000)),
                                                    float(model_cfg.get("holdout_fraction", 0.1)), seed)
     _announce(ctx, model, len(data.users), len(data.items), len(train_pos) + len(val_pos), len(test_pos))
@@ -119,16 +120,19 @@ def run_neural_network(ctx: StepContext, input_data: str, input_type: str, model
     return _publish(ctx, model_cfg, model, metrics, scaling, frame.iloc[test_pos])
 
 
-def _run_streamed(ctx: StepContext, model: OriginalNetwork, path: Path, n_rows: int, scaling: Scaling, input_ref: str,
+def _run_streamed(ctx: StepContext, model: OriginalNetwork, artifact: ArtifactVersion, n_rows: int, scaling: Scaling,
                   model_cfg: dict[str, Any], seed: int) -> dict[str, str]:
     """The network trained from the parquet in batches (tables above ``model.stream_above_rows`` rows).
 
     The id encoders come from one pass over the id columns, the split from a hash of each row's
     position (:mod:`anime_recs.data.streaming`), so no step holds the whole table.
     """
+    path, input_ref = artifact.file(), artifact.ref
+    raw = artifact.metadata.get("ratings") == RAW_RATINGS  # else an older artifact, already scaled to [0, 1]
     test_size = float(model_cfg.get("test_size", 10_000))
     reader = ParquetRatings(path, test_size / n_rows if test_size >= 1 else test_size,
-                            float(model_cfg.get("holdout_fraction", 0.1)), seed)
+                            float(model_cfg.get("holdout_fraction", 0.1)), seed,
+                            rating_range=(scaling.rating_min, scaling.rating_max) if raw else (0.0, 1.0))
     users, anime = reader.encoders()
     holdout = reader.holdout(users, anime)
     _announce(ctx, model, len(users), len(anime), holdout.train_rows + len(holdout.val), len(holdout.test))
@@ -141,7 +145,8 @@ def _run_streamed(ctx: StepContext, model: OriginalNetwork, path: Path, n_rows: 
     fit_sum = holdout.train_rating_sum + float(holdout.val.rating.sum(dtype=np.float64))
     fitted_mean = float(scaling.to_raw(np.float64(fit_sum / (holdout.train_rows + len(holdout.val)))))
     metrics = _test_metrics(ctx, model, users.transform(test["user_id"].to_numpy()),
-                            anime.transform(test["anime_id"].to_numpy()), scaling.to_raw(test["rating"].to_numpy()),
+                            anime.transform(test["anime_id"].to_numpy()),
+                            raw_ratings(test["rating"].to_numpy(), artifact.metadata).astype(np.float64),
                             fitted_mean, scaling)
     return _publish(ctx, model_cfg, model, metrics, scaling, test)
 

@@ -1,4 +1,4 @@
-"""preprocess step: clean the raw user stats and scale ratings.
+"""preprocess step: clean the raw user stats (ratings stay on their scale; its range goes to the metadata).
 
 Input: the raw user-stats artifact (and the all-anime artifact for
 ``drop_half_watched``). Output: ``preprocessed_stats.parquet`` (type
@@ -17,7 +17,7 @@ from pathlib import Path
 from anime_recs.data.files import is_parquet, load_anime
 from anime_recs.data.download import csv_to_parquet
 from anime_recs.core.io import print_table
-from anime_recs.data.preprocess import PreprocessOptions
+from anime_recs.data.preprocess import RAW_RATINGS, PreprocessOptions
 from anime_recs.data.preprocess_file import DEFAULT_MEMORY_LIMIT_GB, preprocess_file
 from anime_recs.pipeline.tracking import StepContext
 
@@ -37,7 +37,7 @@ def run_preprocess(
     clean_dir: str = "local_data/clean",
     memory_limit_gb: float = DEFAULT_MEMORY_LIMIT_GB,
 ) -> str:
-    """Clean and scale out of core (memory bounded by ``memory_limit_gb``), publish; return the published ``name:vN``."""
+    """Clean out of core (memory bounded by ``memory_limit_gb``), publish; return the published ``name:vN``."""
     stats_artifact = ctx.use_artifact(raw_stats, raw_type)
     if options.drop_half_watched:
         anime_artifact = ctx.use_artifact(all_anime, raw_type)
@@ -58,6 +58,7 @@ def run_preprocess(
                      "anime_out": result.anime})
     metadata = {
         "scaling": result.scaling.as_dict(),
+        "ratings": RAW_RATINGS,
         "options": asdict(options),
         "removed": dict(zip(report["rule"], report["rows_removed"].astype(int).tolist(), strict=True)),
         "rows": result.rows,
