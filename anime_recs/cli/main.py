@@ -50,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The ``anime-recs`` parser with every sub-command."""
     parser = argparse.ArgumentParser(prog="anime-recs", description="Ask the trained model for recommendations; inspect the artifact store; refresh the data from MyAnimeList.",
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--root", default=None, help="artifact store folder (default: $ANIME_RECS_ARTIFACTS, else artifacts/ beside mlflow.db, else ./artifacts)")
+    parser.add_argument("--root", default=None, help="artifact store folder (default: $ANIME_RECS_ARTIFACTS, else artifacts/ beside the sqlite store of $MLFLOW_TRACKING_URI, else ./runs/artifacts)")
     commands = parser.add_subparsers(dest="group", required=True)
     artifacts = commands.add_parser("artifacts", help="list artifacts or print the folder of one version")
     actions = artifacts.add_subparsers(dest="action", required=True)

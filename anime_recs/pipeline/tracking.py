@@ -207,6 +207,22 @@ def ensure_tracking_store(attempts: int = 6) -> None:
                 time.sleep(0.5 * (attempt + 1))
 
 
+def use_experiment(name: str) -> None:
+    """``mlflow.set_experiment(name)``, creating it with its artifacts beside a sqlite store (``mlruns/`` next to
+    ``mlflow.db``) rather than in the current folder, MLflow's default."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    uri = mlflow.get_tracking_uri()
+    if mlflow.get_experiment_by_name(name) is None and uri.startswith("sqlite:///"):
+        db = Path(uri[len("sqlite:///"):].split("?", 1)[0]).expanduser().resolve()
+        try:
+            mlflow.create_experiment(name, artifact_location=(db.parent / "mlruns").as_uri())
+        except MlflowException:  # another pipeline created it meanwhile
+            pass
+    mlflow.set_experiment(name)
+
+
 def _start_wandb(step: str, params: dict[str, Any], mode: str, store: ArtifactStore) -> Any | None:
     if mode == "disabled":
         return None

@@ -19,7 +19,8 @@ Guarantees:
 Layout: ``<root>/<name>/v<N>/{files..., manifest.json}``, and ``<root>/.transactions/``
 (``<id>.lock``: held by a running transaction; ``<id>.json``: its commit record).
 The root is, in order: ``$ANIME_RECS_ARTIFACTS``; ``artifacts/`` beside the MLflow
-sqlite store (``mlflow.db``) when ``MLFLOW_TRACKING_URI`` points at one; ``./artifacts``.
+sqlite store (``mlflow.db``) when ``MLFLOW_TRACKING_URI`` points at one; ``./runs/artifacts``
+(:data:`RUNS_DIR`: the one folder where a run's outputs go, never the checkout's root).
 """
 
 from __future__ import annotations
@@ -54,6 +55,11 @@ _STAGING_RE = re.compile(r"^\.staging-(?:([0-9a-f]{32})-)?[0-9a-f]{32}$")
 _VERSION_RE = re.compile(r"^v(\d+)$")
 
 
+#: The folder (below where you run) that holds everything runs write by default: ``mlflow.db``, ``mlruns/``,
+#: ``artifacts/``, ``wandb/``, Hydra's ``multirun/``. Git ignores it.
+RUNS_DIR = "runs"
+
+
 def default_root() -> Path:
     """Where artifacts live when no root is given (see module docstring)."""
     env_root = os.environ.get(ROOT_ENV)
@@ -62,7 +68,7 @@ def default_root() -> Path:
     tracking = os.environ.get("MLFLOW_TRACKING_URI", "")
     if tracking.startswith("sqlite:///"):
         return (Path(tracking[len("sqlite:///") :]).parent / "artifacts").resolve()
-    return (Path.cwd() / "artifacts").resolve()
+    return (Path.cwd() / RUNS_DIR / "artifacts").resolve()
 
 
 def sha256_of(path: Path, chunk_size: int = 1 << 20) -> str:
