@@ -109,7 +109,7 @@ def _run_uv_pipeline(work: Path, *overrides: str) -> tuple[subprocess.CompletedP
 def test_download_preprocess_run_in_their_own_cached_uv_environments(tmp_path: Path) -> None:
     first, first_seconds = _run_uv_pipeline(tmp_path / "first")
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-5000:]
-    runs = runs_table(tmp_path / "first" / "mlflow.db")
+    runs = runs_table(tmp_path / "first" / "runs" / "mlflow.db")  # main.py's default: runs/ where it runs
     prefixes = {}
     for step in ("download", "preprocess"):
         tags = runs[step]
@@ -126,7 +126,7 @@ def test_download_preprocess_run_in_their_own_cached_uv_environments(tmp_path: P
     same_needs = pip_requirements("download") == pip_requirements("preprocess")
     assert (prefixes["download"] == prefixes["preprocess"]) == same_needs
     built = {step: prefix.stat().st_ino for step, prefix in prefixes.items()}
-    store = ArtifactStore(tmp_path / "first" / "artifacts")
+    store = ArtifactStore(tmp_path / "first" / "runs" / "artifacts")
     assert store.get("user_stats.parquet:latest").version == 0
     assert store.get("preprocessed_stats.parquet:latest").version == 0
 
@@ -134,7 +134,7 @@ def test_download_preprocess_run_in_their_own_cached_uv_environments(tmp_path: P
     with git_daemon_tag(tmp_path) as url:
         second, second_seconds = _run_uv_pipeline(tmp_path / "second", f"main.steps_repository={url}", "main.steps_version=v-test")
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-5000:]
-    second_runs = runs_table(tmp_path / "second" / "mlflow.db")
+    second_runs = runs_table(tmp_path / "second" / "runs" / "mlflow.db")
     # Cached: each step ran in the same environment folder as before (same inode: not rebuilt) ...
     assert {s: Path(second_runs[s]["anime_recs.environment"]) for s in prefixes} == prefixes
     assert {step: prefix.stat().st_ino for step, prefix in prefixes.items()} == built

@@ -109,10 +109,9 @@ def test_artifact_name_defaults_are_not_repeated_in_product_code():
     product = [*REPO.joinpath("anime_recs").rglob("*.py"), *(REPO / s / f"{s}.py" for s in STEPS), REPO / "main.py"]
     texts = [p.read_text() for p in product]
     cfg = default_config()
-    names = {str(lookup(cfg, o.key)) for options in STEP_OPTIONS.values() for o in options
-             if o.key is not None and isinstance(lookup(cfg, o.key), str) and re.search(r"\.(csv|parquet|png|keras|h5)(:|$)|:latest$",
-                                                                                        str(lookup(cfg, o.key)))}
-    assert "similar_anime.csv" in names and "preprocessed_stats.parquet:latest" in names
+    values = [v for step in STEPS for v in step_values(step, cfg).values()]
+    names = {v for v in values if isinstance(v, str) and re.search(r"\.(csv|parquet|png|keras|h5)(:|$)|:latest$", v)}
+    assert {"similar_anime.csv", "preprocessed_stats.parquet:latest", "recs_favorite_genres.png"} <= names
     for name in names:
         count = sum(t.count(f'"{name}"') + t.count(f"'{name}'") for t in texts)
         assert count <= 1, f"{name!r} is written {count} times in product code; take it from config.yaml"

@@ -435,7 +435,8 @@ def test_two_pipelines_with_different_data_at_once_on_a_fresh_store(tmp_path: Pa
     outputs = {key: proc.communicate(timeout=600)[0] for key, proc in procs.items()}
     for key, proc in procs.items():
         assert proc.returncode == 0, outputs[key][-4000:]
-    con = sqlite3.connect(tmp_path / "mlflow.db")
+    # With no tracking URI, python main.py keeps everything in runs/ below where it runs, never beside the checkout.
+    con = sqlite3.connect(tmp_path / "runs" / "mlflow.db")
     runs = {}
     for key in sizes:
         (parent,) = [r for (r,) in con.execute(
@@ -446,7 +447,7 @@ def test_two_pipelines_with_different_data_at_once_on_a_fresh_store(tmp_path: Pa
         params = {k: v for run in children for k, v in con.execute("select key, value from params where run_uuid = ?", (run,))}
         runs[key] = (tags, params)
     con.close()
-    store = ArtifactStore(tmp_path / "artifacts")
+    store = ArtifactStore(tmp_path / "runs" / "artifacts")
     for key, n in sizes.items():
         tags, params = runs[key]
         raw = store.get(tags["output.user_stats.parquet"])

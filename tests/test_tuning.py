@@ -77,3 +77,20 @@ def test_write_defaults_updates_the_family_and_the_hybrid_half(tmp_path: Path) -
     assert hybrid["ranking"]["l2_per_count"] == 12.5 and hybrid["rating"] == yaml.safe_load(
         (REPO / "config/model/hybrid.yaml").read_text())["rating"]
     assert "anime-recs tune --family ease" in (tmp_path / "config/model/hybrid.yaml").read_text()
+
+
+def test_each_family_declares_its_own_objective_and_search_space_around_its_defaults():
+    # The search space lives with the family (RecommenderModel.tuning_grid), not in the tuning command.
+    from anime_recs.evaluation.datasets import pipeline_model_config
+    from anime_recs.models import FAMILIES, build_model
+    from anime_recs.pipeline.tuning import OBJECTIVES, default_grid, parse_grid
+
+    assert set(OBJECTIVES) == {"ease", "neighbourhood", "original"}  # the hybrid is tuned through its halves
+    for family in OBJECTIVES:
+        grid = parse_grid(default_grid(family))
+        assert len(grid) >= 2
+        defaults = build_model(pipeline_model_config(family)).params
+        for key, values in FAMILIES[family].tuning_grid.items():
+            assert defaults[key] in values, f"{family}.{key}: the default {defaults[key]} is not in its search space"
+        for setting in grid:
+            assert {k: build_model(pipeline_model_config(family, setting)).params[k] for k in setting} == setting

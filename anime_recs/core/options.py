@@ -144,8 +144,7 @@ def _user_options(query_key: str, random_key: str, from_flow: str | bool) -> tup
     return (
         *RECOMMENDER_INPUTS,
         Option("user_query", query_key, "optional_int", "user id to query (null: random)", USER_ID),
-        Option("random_user", None, "bool", "pick a random user instead of --user_query",
-               derive=lambda c: bool(lookup(c, random_key)) or lookup(c, query_key) is None),
+        Option("random_user", random_key, "bool", "pick a random user instead of --user_query (also when it is null)", FLAG),
         flow,
         Option("flow_artifact", "users.flow_user", help="the id artifact of the similar_users step"),
         Option("max_ratings", "similarity.max_ratings", "optional_int", "random users have at most this many ratings",
@@ -265,8 +264,6 @@ STEPS: tuple[str, ...] = tuple(STEP_OPTIONS)
 #: neural_network and evaluate as one file).
 OTHER_RULES: dict[str, Rule] = {
     "main.verbose": FLAG,
-    "users.pref_random_user": FLAG, "users.user_recs_random": FLAG, "similarity.sim_random_user": FLAG,
-    "model_recs.model_random_user": FLAG,
     "model.test_size": Rule("size"),
     "model.holdout_fraction": Rule("number", low=0, high=1, open_high=True),
     **{f"model.{key}": COUNT for key in ("embedding_size", "batch_size", "epochs")},

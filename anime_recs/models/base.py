@@ -145,6 +145,13 @@ class RecommenderModel(ABC):
     family: ClassVar[str] = ""
     #: Every option of the family and its default; None for families that check their own options.
     defaults: ClassVar[dict[str, Any] | None] = None
+    #: What ``anime-recs tune`` chooses this family's options by on validation splits: ``(metric, higher is
+    #: better)``; None for a family tuned through others (the hybrid, through its halves).
+    tuning_objective: ClassVar[tuple[str, bool] | None] = None
+    #: The search space ``anime-recs tune`` tries when given no ``--grid``: option -> values around the default.
+    tuning_grid: ClassVar[dict[str, tuple[Any, ...]]] = {}
+    #: The option group of the default hybrid that this family's options fill (``ranking`` / ``rating``), if any.
+    hybrid_part: ClassVar[str | None] = None
 
     def __init__(self, **params: Any) -> None:
         if self.defaults is not None:

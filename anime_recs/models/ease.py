@@ -97,6 +97,9 @@ class EASE(RecommenderModel):
     """
 
     family = "ease"
+    tuning_objective = ("nDCG@10", True)
+    tuning_grid: ClassVar[dict[str, tuple[Any, ...]]] = {"l2_per_count": (40, 80, 160), "liked_weight": (1, 2, 4)}
+    hybrid_part = "ranking"
     defaults: ClassVar[dict[str, Any]] = {"l2_per_count": 80.0, "liked_weight": 2.0, "like_threshold": 0.75, "embedding_size": 64,
                                 "reg_item": 10.0, "reg_user": 15.0, "bias_sweeps": 10, "seed": 0}
 

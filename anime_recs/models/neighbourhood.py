@@ -253,6 +253,9 @@ class Neighbourhood(RecommenderModel):
     """
 
     family = "neighbourhood"
+    tuning_objective = ("RMSE", False)
+    tuning_grid: ClassVar[dict[str, tuple[Any, ...]]] = {"factors": (16, 32, 64), "k": (20, 40)}
+    hybrid_part = "rating"
     defaults: ClassVar[dict[str, Any]] = {"reg_item": 10.0, "reg_user": 15.0, "bias_sweeps": 10, "k": 40, "shrinkage": 100.0,
                                 "user_candidates": 400, "factors": 64, "factor_reg": 0.1, "iterations": 10,
                                 "blend_fraction": 0.1, "blend_users": 5000, "embedding_size": 64, "seed": 0}

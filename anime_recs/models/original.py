@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import asdict
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -52,6 +52,8 @@ class OriginalNetwork(RecommenderModel):
     """
 
     family = "original"
+    tuning_objective = ("RMSE", False)
+    tuning_grid: ClassVar[dict[str, tuple[Any, ...]]] = {"embedding_size": (64, 128), "l2_reg_factor": (1e-4, 1e-3, 1e-2)}
 
     def __init__(self, val_fraction: float = 0.05, **params: Any) -> None:
         super().__init__(val_fraction=val_fraction, **params)

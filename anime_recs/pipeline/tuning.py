@@ -33,11 +33,14 @@ from anime_recs.models import FAMILIES, build_model
 
 logger = logging.getLogger(__name__)
 
-#: What each family is tuned for: (metric, higher is better).
-OBJECTIVES: dict[str, tuple[str, bool]] = {"ease": ("nDCG@10", True), "neighbourhood": ("RMSE", False),
-                                            "original": ("RMSE", False)}
-#: The half of the default hybrid that each tunable family is.
-HYBRID_PART = {"ease": "ranking", "neighbourhood": "rating"}
+#: What each tunable family is tuned for, ``(metric, higher is better)``: each family declares its own.
+OBJECTIVES: dict[str, tuple[str, bool]] = {name: cls.tuning_objective for name, cls in FAMILIES.items()
+                                           if cls.tuning_objective is not None}
+
+
+def default_grid(family: str) -> list[str]:
+    """The family's own search space as ``--grid`` items (what ``anime-recs tune`` tries when given none)."""
+    return [f"{key}={','.join(map(str, values))}" for key, values in FAMILIES[family].tuning_grid.items()]
 
 
 @dataclass
@@ -177,9 +180,9 @@ def write_defaults(family: str, setting: dict[str, Any], command: str, config_di
     text = text.replace(f"\nfamily: {family}\n", f"\nfamily: {family}\n{note}\n", 1)
     own.write_text(text)
     written = [own]
-    if family in HYBRID_PART:
+    part = FAMILIES[family].hybrid_part
+    if part is not None:
         path = config_dir / "model" / "hybrid.yaml"
-        part = HYBRID_PART[family]
         head, sep, rest = path.read_text().partition(f"\n{part}:")
         line_end = rest.index("\n")
         first, rest = rest[:line_end + 1], rest[line_end + 1:]
@@ -205,7 +208,8 @@ def add_command(commands: Any) -> None:
     tune_cmd.add_argument("--family", required=True, choices=sorted(OBJECTIVES),
                           help="family to tune (ease: the hybrid's ranking half, by nDCG@10; neighbourhood: its rating half, by RMSE)")
     tune_cmd.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2",
-                          help="an option and the values to try (repeat for more options; every combination is tried)")
+                          help="an option and the values to try (repeat for more options; every combination is tried); "
+                               "none: the family's own search space around its defaults")
     tune_cmd.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=sorted(DATASETS),
                           help="real data sets whose validation splits decide (one default must serve all)")
     tune_cmd.add_argument("--data-dir", type=Path, default=default_data_dir(), help="folder holding mal2020/ and movielens/")
@@ -217,7 +221,7 @@ def run_cli(family: str, grid_items: list[str], datasets: list[str], data_dir: P
     """``anime-recs tune``: tune, print the table, optionally write the defaults."""
     from anime_recs.core.io import print_table
 
-    grid = parse_grid(grid_items)
+    grid = parse_grid(grid_items or (default_grid(family) if family in OBJECTIVES else []))
     print(f"tuning {family} ({OBJECTIVES.get(family, ('?',))[0]} on validation splits of TRAIN) over {len(grid)} "
           f"setting(s) x {len(datasets)} data set(s)", flush=True)
     winner, trials = tune(family, grid, datasets, data_dir)

@@ -26,11 +26,11 @@ TABLE_COLUMNS = ["MAL_ID", "Name", "Similarity", "Predicted rating", "Explanatio
 class CloudOptions:
     """Word cloud size and file names."""
 
-    width: int = 600
-    height: int = 350
-    genre_fn: str = "favorite_genres.png"
-    source_fn: str = "favorite_source_material.png"
-    cloud_type: str = "word_cloud"
+    width: int
+    height: int
+    genre_fn: str
+    source_fn: str
+    cloud_type: str
 
 
 def _publish_clouds(ctx: StepContext, prefs: UserPreferences, clouds: CloudOptions, artifact: str, metadata: dict) -> str:
