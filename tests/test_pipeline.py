@@ -234,3 +234,20 @@ def test_split_overrides_leaves_multirun_sweeps_to_hydra() -> None:
     argv = ["-m", "model.ranking.l2_per_count=40,80", "main.execute_steps=download,preprocess", "model.rating.k=choice(20,40)"]
     assert split_overrides(argv) == ["-m", "model.ranking.l2_per_count=40,80", "main.execute_steps='download,preprocess'",
                                      "model.rating.k=choice(20,40)"]
+
+
+def test_with_no_tracking_uri_everything_goes_to_runs_below_where_you_run(tmp_path: Path) -> None:
+    # Regression: mlflow.db, mlruns/ and artifacts/ landed in the checkout's root; now one git-ignored runs/ holds them.
+    code = ("import mlflow; from pathlib import Path; from anime_recs.pipeline.tracking import default_tracking_store, "
+            "ensure_tracking_store, use_experiment; from anime_recs.store.artifacts import default_root; "
+            "default_tracking_store(Path.cwd()); ensure_tracking_store(); use_experiment('development'); "
+            "print(mlflow.get_experiment_by_name('development').artifact_location); print(default_root())")
+    env = child_env()
+    for key in ("MLFLOW_TRACKING_URI", "ANIME_RECS_ARTIFACTS"):
+        env.pop(key, None)
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    location, root = out.stdout.strip().splitlines()[-2:]
+    assert (tmp_path / "runs" / "mlflow.db").is_file()
+    assert location == (tmp_path / "runs" / "mlruns").as_uri() and Path(root) == tmp_path / "runs" / "artifacts"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["runs"]  # nothing else beside it

@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from anime_recs.store.artifacts import ROOT_ENV, RUNS_DIR, default_root
+from anime_recs.store.artifacts import ROOT_ENV, default_root
 from anime_recs.core.config import str_to_list
 from anime_recs.core.options import STEP_OPTIONS, STEPS, step_values, validate_config
 from anime_recs.data.download import MAL_API, source_kind
@@ -30,7 +30,7 @@ from anime_recs.core.errors import UserInputError
 from anime_recs.pipeline.backends import BACKEND_ENV, check_tracking_server, require_wandb_online, resolve_backend_name
 from anime_recs.pipeline.environments import building_environment, check_env_manager
 from anime_recs.pipeline.tracking import (PARENT_RUN_ENV, VERBOSE_ENV, WANDB_MODE_ENV, ensure_tracking_store, quiet_third_parties,
-                                          resolve_wandb_mode, use_experiment)
+                                          resolve_wandb_mode, default_tracking_store, use_experiment)
 
 logger = logging.getLogger(__name__)
 
@@ -165,24 +165,6 @@ def configure_environment(cfg: Config, base: Path) -> None:
         os.environ[ROOT_ENV] = _abs(str(main["artifact_root"]), base)
     elif backend == "local":
         os.environ[ROOT_ENV] = str(default_root())
-
-
-def default_tracking_store(base: Path) -> None:
-    """With no tracking URI chosen, keep MLflow's sqlite store in ``runs/`` below where you run (not in the checkout's root).
-
-    ``runs/`` then holds everything a pipeline writes: ``mlflow.db``, ``mlruns/``, ``artifacts/`` (beside the store)
-    and W&B's offline runs. A URI set in ``$MLFLOW_TRACKING_URI`` or by ``mlflow run`` is left as it is.
-    """
-    if os.environ.get("MLFLOW_TRACKING_URI"):
-        return
-    if "mlflow" in sys.modules:
-        from mlflow.tracking import is_tracking_uri_set
-
-        if is_tracking_uri_set():
-            return
-    runs = (base / RUNS_DIR).resolve()
-    runs.mkdir(parents=True, exist_ok=True)
-    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{runs / 'mlflow.db'}"
 
 
 def _tracking_uri() -> str:

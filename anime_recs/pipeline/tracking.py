@@ -34,7 +34,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from anime_recs.store.artifacts import ROOT_ENV, ArtifactStore, ArtifactVersion
+from anime_recs.store.artifacts import ROOT_ENV, RUNS_DIR, ArtifactStore, ArtifactVersion
 from anime_recs.pipeline.backends import (ArtifactBackend, LocalBackend, check_tracking_server, manifest_digest, open_backend,
                        require_wandb_online, resolve_backend_name, scratch_store)
 from anime_recs.core.config import setup_logging
@@ -205,6 +205,24 @@ def ensure_tracking_store(attempts: int = 6) -> None:
                     raise
                 logger.info("MLflow store %s is being created by another process; retrying", db)
                 time.sleep(0.5 * (attempt + 1))
+
+
+def default_tracking_store(base: Path) -> None:
+    """With no tracking URI chosen, keep MLflow's sqlite store in ``runs/`` below where you run (not in the checkout's root).
+
+    ``runs/`` then holds everything a pipeline writes: ``mlflow.db``, ``mlruns/``, ``artifacts/`` (beside the store)
+    and W&B's offline runs. A URI set in ``$MLFLOW_TRACKING_URI`` or by ``mlflow run`` is left as it is.
+    """
+    if os.environ.get("MLFLOW_TRACKING_URI"):
+        return
+    if "mlflow" in sys.modules:
+        from mlflow.tracking import is_tracking_uri_set
+
+        if is_tracking_uri_set():
+            return
+    runs = (base / RUNS_DIR).resolve()
+    runs.mkdir(parents=True, exist_ok=True)
+    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{runs / 'mlflow.db'}"
 
 
 def use_experiment(name: str) -> None:

@@ -114,10 +114,11 @@ def tune(family: str, grid: list[dict[str, Any]], datasets: list[str], data_dir:
         build_model(pipeline_model_config(family, setting))
     import mlflow
 
-    from anime_recs.pipeline.tracking import ensure_tracking_store
+    from anime_recs.pipeline.tracking import default_tracking_store, ensure_tracking_store, use_experiment
 
+    default_tracking_store(Path.cwd())
     ensure_tracking_store()
-    mlflow.set_experiment(experiment)
+    use_experiment(experiment)
     metric, higher = OBJECTIVES[family]
     trials = [Trial(setting) for setting in grid]
     inner = {key: _inner_split(registry[key], data_dir) for key in datasets}  # once per data set, not per trial
