@@ -24,7 +24,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     run_step("neural_network", vars(args), lambda ctx: run_neural_network(
         ctx, args.input_data, args.input_type, load_group_config(args.model_config, ("model", "nn_arts"), args.overrides),
-        args.random_seed))
+        args.random_seed, args.anime_df, args.synopses_df))
 
 
 if __name__ == "__main__":

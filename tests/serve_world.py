@@ -69,9 +69,10 @@ def publish_world(root: Path, family: str = "hybrid", seed: int = 0) -> str:
     store = ArtifactStore(root)
     stats = store.log("preprocessed_stats.parquet", "preprocessed_data", {"preprocessed_stats.parquet": work / "stats.parquet"},
                       metadata={"scaling": {"rating_min": 1.0, "rating_max": 10.0}})
-    store.log("all_anime.csv", "raw_data", {"all_anime.csv": work / "anime.csv"})
-    store.log("synopses.csv", "raw_data", {"synopses.csv": work / "synopses.csv"})
-    return store.log("anime_nn_embeddings", "embeddings", files, metadata={"input": {stats.name: stats.ref}}).ref
+    table = store.log("all_anime.csv", "raw_data", {"all_anime.csv": work / "anime.csv"})
+    texts = store.log("synopses.csv", "raw_data", {"synopses.csv": work / "synopses.csv"})
+    pinned = {part.name: part.ref for part in (stats, table, texts)}  # as the neural_network step records them
+    return store.log("anime_nn_embeddings", "embeddings", files, metadata={"input": pinned}).ref
 
 
 def free_port() -> int:

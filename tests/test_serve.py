@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import threading
@@ -193,3 +194,47 @@ def test_reload_swaps_versions_atomically(tmp_path: Path) -> None:
     assert {body["version"] for _, body in answers} == {first, second}
     for _, body in answers:  # every answer is exactly one version's answer
         assert key(body) == expected[body["version"]]
+
+
+def test_a_model_answers_with_its_own_catalogue_after_newer_data(tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    # Regression: the model was joined with the newest all_anime.csv / synopses.csv, so after newer data was
+    # downloaded `anime-recs similar "cowboy bebop"` answered with another catalogue's titles, exit 0.
+    import pandas as pd
+
+    from anime_recs.store.artifacts import ArtifactStore
+
+    root = tmp_path / "artifacts"
+    publish_world(root)
+    store = ArtifactStore(root)
+    catalogue_a = pd.read_csv(store.get("all_anime.csv:v0").file())
+    other = catalogue_a.assign(Name="Other " + catalogue_a["Name"], **{"English name": "Other"})
+    other.to_csv(tmp_path / "b.csv", index=False)
+    store.log("all_anime.csv", "raw_data", {"all_anime.csv": tmp_path / "b.csv"})  # newer data B: v1
+    names_a = set(catalogue_a["Name"])
+
+    answer = json.loads(cli(root, "similar", "cowboy bebop", "-n", "5", "--json").stdout)  # the newest model: v0
+    assert answer["query"]["Name"] == "Cowboy Bebop" and {r["Name"] for r in answer["results"]} <= names_a
+    assert load_service(root, "v0").rec.resolve_anime("Cowboy Bebop") == answer["query"]["MAL_ID"]
+    proc, base = serve_store(root, "--model", "v0")
+    try:
+        served = httpx.get(f"{base}/api/anime/similar", params={"anime": "cowboy bebop", "n": 5}, timeout=30).json()
+    finally:
+        stop_server(proc)
+    assert served["query"]["Name"] == "Cowboy Bebop" and {r["Name"] for r in served["results"]} <= names_a
+
+    shutil.rmtree(root / "all_anime.csv" / "v0")  # the model's own catalogue is gone: no fallback to v1
+    gone = cli(root, "similar", "cowboy bebop")
+    assert gone.returncode == 2 and gone.stderr.count("\n") == 1 and "all_anime.csv:v0" in gone.stderr, gone.stderr
+
+
+def test_a_model_that_records_no_catalogue_says_so_in_one_line(tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    from anime_recs.store.artifacts import ArtifactStore
+
+    root = tmp_path / "artifacts"
+    ref = publish_world(root)
+    store = ArtifactStore(root)
+    model = store.get(ref)
+    store.log("anime_nn_embeddings", "embeddings", {name: model.path / name for name in model.files},
+              metadata={"input": {"preprocessed_stats.parquet": "preprocessed_stats.parquet:v0"}})  # as older versions did
+    old = cli(root, "similar", "cowboy bebop")
+    assert old.returncode == 2 and old.stderr.count("\n") == 1 and "records no version of all_anime.csv" in old.stderr

@@ -128,7 +128,12 @@ def test_recommender_bad_inputs_are_one_line_errors(pipeline: Path) -> None:
 def test_model_not_matching_the_preprocessed_data_is_refused(pipeline: Path) -> None:
     other = run_script("preprocess", "--num_reviews", "40", work=pipeline)
     assert other.returncode == 0, other.stderr[-2000:]
-    assert_one_line_error(run_script("model_recs", work=pipeline), "was trained on preprocessed_stats.parquet:v0")
+    # The model answers with its own data (preprocessed_stats.parquet:v0), whatever is newest; an exact other
+    # version given on purpose is checked against it and refused.
+    own = run_script("model_recs", work=pipeline)
+    assert own.returncode == 0 and "using preprocessed_stats.parquet:v0" in own.stdout, own.stderr[-2000:]
+    newer = f"preprocessed_stats.parquet:v{ArtifactStore(pipeline / 'artifacts').latest_version('preprocessed_stats.parquet')}"
+    assert_one_line_error(run_script("model_recs", "--main_df", newer, work=pipeline), "was trained on preprocessed_stats.parquet:v0")
 
 
 @pytest.mark.slow

@@ -201,7 +201,13 @@ STEP_OPTIONS: dict[str, tuple[Option, ...]] = {
         Option("memory_limit_gb", "data.memory_limit_gb", "float", "about how much memory the data may take (batches and "
                "buckets shrink to fit)", POSITIVE),
     ),
-    "neural_network": (*MODEL_INPUT, SEED),
+    "neural_network": (
+        *MODEL_INPUT,
+        Option("anime_df", "data.all_anime_artifact_latest", help="all-anime artifact the model will answer with "
+               "(recorded with the model: every answer uses exactly this version)"),
+        Option("synopses_df", "data.sypnopses_artifact_latest", help="synopses artifact the model will answer with (recorded too)"),
+        SEED,
+    ),
     "evaluate": (
         *MODEL_INPUT,
         Option("relevant_threshold", "evaluation.relevant_threshold", "float", "a TEST rating at or above this is relevant "

@@ -35,9 +35,12 @@ def register_trained_model(ctx: StepContext, model_dir: Path, model_ref: str, ex
     ratings_ref = next((ref for name, ref in ctx.inputs.items() if name.startswith("preprocessed")), None)
     try:
         ratings = ctx.store.get(ratings_ref).file() if ratings_ref else None
-        anime = ctx.store.get(f"{ANIME_ARTIFACT}:latest").file()
-        synopses = (ctx.store.get(f"{SYNOPSES_ARTIFACT}:latest").file()
-                    if ctx.store.latest_version(SYNOPSES_ARTIFACT) is not None else None)
+        # The catalogue the model was published with (neural_network reads it as an input), never the newest.
+        if ANIME_ARTIFACT not in ctx.inputs:
+            logger.warning("not registering an MLflow model: the step read no anime table")
+            return {}
+        anime = ctx.store.get(ctx.inputs[ANIME_ARTIFACT]).file()
+        synopses = ctx.store.get(ctx.inputs[SYNOPSES_ARTIFACT]).file() if SYNOPSES_ARTIFACT in ctx.inputs else None
     except ArtifactError as exc:
         logger.warning("not registering an MLflow model: %s", exc)
         return {}

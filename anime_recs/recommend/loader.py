@@ -21,7 +21,7 @@ from typing import TypeVar
 import numpy as np
 import pandas as pd
 
-from anime_recs.core.errors import UserInputError
+from anime_recs.core.errors import ArtifactError, UserInputError
 from anime_recs.core.options import config_default
 from anime_recs.data.files import load_anime, load_synopses
 from anime_recs.data.preprocess import raw_ratings
@@ -92,21 +92,46 @@ def open_model_version(get: ArtifactSource, model: str | None = None, ratings: s
                        anime: str | None = None, synopses: str | None = None) -> ModelVersion:
     """Open a model version and its data through one artifact source.
 
+    A model version is a closed set: the ratings it was trained on and the anime table and synopses it was
+    published with are recorded with it (``metadata["input"]``) and read at exactly those versions. A ``:latest``
+    or missing reference means "the model's own"; only an exact ``name:vN`` overrides it.
+
     Args:
         get: ``StepContext.use_artifact`` or ``ArtifactStore.get``.
         model: The model version (see :func:`model_ref`).
-        ratings: The ratings artifact; ``None``: the one the model records it was trained on (else the newest).
-        anime: The anime table artifact (``None``: ``all_anime.csv:latest``).
-        synopses: The synopses artifact (``None``: ``synopses.csv:latest``).
+        ratings: The ratings artifact (``None`` or ``:latest``: the one the model was trained on).
+        anime: The anime table artifact (``None`` or ``:latest``: the model's own).
+        synopses: The synopses artifact (``None`` or ``:latest``: the model's own).
 
     Raises:
-        UserInputError: the ratings given have other users or anime than the model was trained on.
-        ArtifactError: a missing or damaged artifact (one line naming it).
+        UserInputError: the ratings given have other users or anime than the model was trained on; a model that
+            records no version of one of its inputs.
+        ArtifactError: a missing or damaged artifact, a pinned version deleted (one line naming it).
     """
     artifact = get(model_ref(model), MODEL_TYPE)
     fitted = load_model(artifact.path)
-    trained_on = artifact.metadata.get("input", {}).get(RATINGS_ARTIFACT)
-    stats = get(ratings or trained_on or f"{RATINGS_ARTIFACT}:latest", RATINGS_TYPE)
+    recorded = artifact.metadata.get("input", {})
+    trained_on = recorded.get(RATINGS_ARTIFACT)
+
+    def own(name: str, given: str | None) -> str:
+        if given and not given.endswith(":latest"):
+            return given
+        if name not in recorded:
+            raise UserInputError(f"model {artifact.ref} records no version of {name} (it was published without one, "
+                                 f"or by an older version of this project); re-run the download and neural_network steps")
+        return recorded[name]
+
+    def fetch(name: str, given: str | None, type_: str) -> ArtifactVersion:
+        ref = own(name, given)
+        try:
+            return get(ref, type_)
+        except ArtifactError as exc:
+            if ref != recorded.get(name) or "has no version" not in str(exc):
+                raise
+            raise ArtifactError(f"model {artifact.ref} answers with {ref}, which is no longer in the store ({exc}); "
+                                f"restore it or train a new model on the current data") from None
+
+    stats = fetch(RATINGS_ARTIFACT, ratings, RATINGS_TYPE)
     frame = read_ratings(stats.file())
     frame["rating"] = raw_ratings(frame["rating"].to_numpy(), stats.metadata)
     if trained_on and trained_on != stats.ref:
@@ -117,7 +142,7 @@ def open_model_version(get: ArtifactSource, model: str | None = None, ratings: s
                 f"model {artifact.ref} was trained on {trained_on}, but {stats.ref} has other users/anime; "
                 f"pass --main_df {trained_on} or retrain with the neural_network step"
             )
-    table = get(anime or f"{ANIME_ARTIFACT}:latest", RAW_TYPE)
-    texts = get(synopses or f"{SYNOPSES_ARTIFACT}:latest", RAW_TYPE)
+    table = fetch(ANIME_ARTIFACT, anime, RAW_TYPE)
+    texts = fetch(SYNOPSES_ARTIFACT, synopses, RAW_TYPE)
     inputs = {part.name: part.ref for part in (artifact, stats, table, texts)}
     return ModelVersion(artifact.ref, fitted, frame, load_anime(table.file()), load_synopses(texts.file()), inputs)

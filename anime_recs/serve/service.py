@@ -144,7 +144,7 @@ class Service:
 
 
 def load_service(root: Path | str | None = None, model: str | None = None) -> Service:
-    """The newest (or the named) model version with the ratings it was trained on and the newest anime tables.
+    """The newest (or the named) model version with the ratings, anime table and synopses it was published with.
 
     Raises:
         UserInputError: no model published yet, an unknown version, or damaged files.

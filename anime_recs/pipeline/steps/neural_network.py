@@ -26,13 +26,14 @@ import pyarrow.parquet as pq
 
 from anime_recs.core.options import validate_config
 from anime_recs.core.encoding import RatingArrays
-from anime_recs.core.errors import UserInputError
+from anime_recs.core.errors import ArtifactError, UserInputError
 from anime_recs.core.io import print_table, write_csv, write_json, write_parquet
 from anime_recs.models import Interactions, RecommenderModel, build_model
 from anime_recs.models.original import OriginalNetwork
 from anime_recs.data.preprocess import RAW_RATINGS, Scaling, raw_ratings
 from anime_recs.data.streaming import ParquetRatings, StreamedRows
 from anime_recs.pipeline.tracking import StepContext
+from anime_recs.recommend.loader import RAW_TYPE
 from anime_recs.store.artifacts import ArtifactVersion
 
 logger = logging.getLogger(__name__)
@@ -81,8 +82,12 @@ def _checkpoint_dir(ctx: StepContext, input_ref: str, params: dict[str, Any], re
     return ctx.store.root / ".checkpoints" / f"neural_network-{key}"
 
 
-def run_neural_network(ctx: StepContext, input_data: str, input_type: str, model_cfg: dict[str, Any], seed: int) -> dict[str, str]:
+def run_neural_network(ctx: StepContext, input_data: str, input_type: str, model_cfg: dict[str, Any], seed: int,
+                       anime_df: str | None = None, synopses_df: str | None = None) -> dict[str, str]:
     """Fit the configured model family on the preprocessed artifact and publish it (see the module docstring).
+
+    The anime table and synopses versions (``anime_df``, ``synopses_df``) are read as inputs, so the published
+    model records them (``metadata["input"]``) and every answer joins the model with exactly those versions.
 
     Under ``model.multi_worker=true`` every worker trains, but only the chief (worker 0) logs metrics
     and publishes; the others return ``{}``.
@@ -92,6 +97,7 @@ def run_neural_network(ctx: StepContext, input_data: str, input_type: str, model
     if "scaling" not in artifact.metadata:
         raise UserInputError(f"{artifact.ref} has no rating scaling in its metadata; re-run the preprocess step")
     model = build_model(model_cfg)  # an unknown family or option stops here, before any work
+    pin_catalogue(ctx, anime_df, synopses_df)
     scaling = Scaling(**artifact.metadata["scaling"])
     n_rows = pq.ParquetFile(artifact.file()).metadata.num_rows
     stream_above = model_cfg.get("stream_above_rows")
@@ -118,6 +124,23 @@ def run_neural_network(ctx: StepContext, input_data: str, input_type: str, model
     fitted_mean = float(np.delete(data.ratings, test_pos).mean())
     metrics = _test_metrics(ctx, model, test.user_rows, test.item_rows, test.ratings, fitted_mean, scaling)
     return _publish(ctx, model_cfg, model, metrics, scaling, frame.iloc[test_pos])
+
+
+def pin_catalogue(ctx: StepContext, anime_df: str | None, synopses_df: str | None) -> None:
+    """Read the anime table and synopses versions as inputs, so the model records the catalogue it answers with.
+
+    A store with no catalogue yet (a model trained before any download) is said once; such a model answers
+    nothing by name until it is retrained after a download.
+    """
+    for ref in (anime_df, synopses_df):
+        if not ref:
+            continue
+        try:
+            ctx.use_artifact(ref, RAW_TYPE)
+        except ArtifactError as exc:
+            if not ref.endswith(":latest") or "no artifact named" not in str(exc):
+                raise
+            logger.warning("%s: the model records no catalogue version and answers nothing by name", exc)
 
 
 def _run_streamed(ctx: StepContext, model: OriginalNetwork, artifact: ArtifactVersion, n_rows: int, scaling: Scaling,
