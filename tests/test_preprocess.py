@@ -115,10 +115,12 @@ def test_half_watched_same_through_the_dense_table_and_the_binary_search() -> No
 
 def test_ratings_of_an_older_scaled_artifact_are_mapped_back_to_their_scale() -> None:
     # Artifacts written before ratings kept their scale hold them min-max scaled; every reader maps them back once.
-    from anime_recs.data.preprocess import RAW_RATINGS, raw_ratings
+    from anime_recs.data.preprocess import RAW_RATINGS, raw_ratings, stored_rating_range
 
     scaled = np.array([0.0, 7 / 9, 1.0], np.float32)
     old = {"scaling": {"rating_min": 1.0, "rating_max": 10.0}}
     assert raw_ratings(scaled, old).tolist() == [1.0, 8.0, 10.0]
     raw = np.array([1.0, 8.0, 10.0], np.float32)
     assert raw_ratings(raw, {**old, "ratings": RAW_RATINGS}).tolist() == [1.0, 8.0, 10.0]
+    # The streamed network reads stored ratings: the rating scale for raw artifacts, [0, 1] for older ones.
+    assert stored_rating_range({**old, "ratings": RAW_RATINGS}) == (1.0, 10.0) and stored_rating_range(old) == (0.0, 1.0)

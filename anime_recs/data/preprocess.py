@@ -71,6 +71,15 @@ def raw_ratings(ratings: np.ndarray, metadata: dict) -> np.ndarray:
     return np.round(Scaling(**metadata["scaling"]).to_raw(ratings), 6).astype(np.float32)
 
 
+def stored_rating_range(metadata: dict) -> tuple[float, float]:
+    """``(min, max)`` of the ratings as a preprocessed artifact stores them: its rating scale, or ``(0, 1)`` for an
+    older artifact that holds them scaled (see :func:`raw_ratings`)."""
+    if metadata.get("ratings") == RAW_RATINGS:
+        scaling = Scaling(**metadata["scaling"])
+        return scaling.rating_min, scaling.rating_max
+    return 0.0, 1.0
+
+
 def half_watched_mask(stats: pd.DataFrame, anime: pd.DataFrame) -> np.ndarray:
     """True for rows where the user watched under half of the anime's episodes.
 

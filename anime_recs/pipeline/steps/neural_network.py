@@ -30,7 +30,7 @@ from anime_recs.core.errors import ArtifactError, UserInputError
 from anime_recs.core.io import print_table, write_csv, write_json, write_parquet
 from anime_recs.models import Interactions, RecommenderModel, build_model
 from anime_recs.models.original import OriginalNetwork
-from anime_recs.data.preprocess import RAW_RATINGS, Scaling, raw_ratings
+from anime_recs.data.preprocess import Scaling, raw_ratings, stored_rating_range
 from anime_recs.data.streaming import ParquetRatings, StreamedRows
 from anime_recs.pipeline.tracking import StepContext
 from anime_recs.recommend.loader import RAW_TYPE
@@ -151,11 +151,10 @@ def _run_streamed(ctx: StepContext, model: OriginalNetwork, artifact: ArtifactVe
     position (:mod:`anime_recs.data.streaming`), so no step holds the whole table.
     """
     path, input_ref = artifact.file(), artifact.ref
-    raw = artifact.metadata.get("ratings") == RAW_RATINGS  # else an older artifact, already scaled to [0, 1]
     test_size = float(model_cfg.get("test_size", 10_000))
     reader = ParquetRatings(path, test_size / n_rows if test_size >= 1 else test_size,
                             float(model_cfg.get("holdout_fraction", 0.1)), seed,
-                            rating_range=(scaling.rating_min, scaling.rating_max) if raw else (0.0, 1.0))
+                            rating_range=stored_rating_range(artifact.metadata))
     users, anime = reader.encoders()
     holdout = reader.holdout(users, anime)
     _announce(ctx, model, len(users), len(anime), holdout.train_rows + len(holdout.val), len(holdout.test))
