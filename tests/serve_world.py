@@ -56,8 +56,11 @@ def world(seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     return ratings, anime, synopses
 
 
-def publish_world(root: Path, family: str = "hybrid", seed: int = 0) -> str:
-    """Fit ``family`` on :func:`world` and publish model + data into the store at ``root``; returns the model ref."""
+def publish_world(root: Path, family: str = "hybrid", seed: int = 0, source: str = "sample") -> str:
+    """Fit ``family`` on :func:`world` and publish model + data into the store at ``root``; returns the model ref.
+
+    The ratings record their lineage as the pipeline's do: preprocessed from a download of ``source``.
+    """
     ratings, anime, synopses = world(seed)
     work = root.parent / f"world-{family}-{seed}"
     work.mkdir(parents=True, exist_ok=True)
@@ -67,8 +70,9 @@ def publish_world(root: Path, family: str = "hybrid", seed: int = 0) -> str:
     anime.to_csv(work / "anime.csv", index=False)
     synopses.to_csv(work / "synopses.csv", index=False)
     store = ArtifactStore(root)
+    raw = store.log("user_stats.parquet", "raw_data", {"user_stats.parquet": work / "stats.parquet"}, metadata={"source": source})
     stats = store.log("preprocessed_stats.parquet", "preprocessed_data", {"preprocessed_stats.parquet": work / "stats.parquet"},
-                      metadata={"scaling": {"rating_min": 1.0, "rating_max": 10.0}})
+                      metadata={"scaling": {"rating_min": 1.0, "rating_max": 10.0}, "input": {raw.name: raw.ref}})
     table = store.log("all_anime.csv", "raw_data", {"all_anime.csv": work / "anime.csv"})
     texts = store.log("synopses.csv", "raw_data", {"synopses.csv": work / "synopses.csv"})
     pinned = {part.name: part.ref for part in (stats, table, texts)}  # as the neural_network step records them
@@ -82,13 +86,17 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def start_server(args: list[str], url: str, timeout: float = 90.0, env: dict[str, str] | None = None) -> subprocess.Popen:
-    """Start a server process and wait until ``url`` answers 200 (raises with its output if it dies)."""
+def start_server(args: list[str], url: str, timeout: float = 90.0, env: dict[str, str] | None = None,
+                 cwd: Path | None = None) -> subprocess.Popen:
+    """Start a server process (in ``cwd``) and wait until ``url`` answers 200 (raises with its output if it dies).
+
+    ``env`` is added to this process's environment; a value of ``""`` for ``PYTHONPATH`` clears it.
+    """
     import urllib.request
 
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env={**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-                                 **(env or {})})
+    environment = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}", **(env or {})}
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=cwd,
+                            env={key: value for key, value in environment.items() if value != ""})
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:

@@ -221,6 +221,8 @@ def test_a_model_answers_with_its_own_catalogue_after_newer_data(tmp_path: Path,
     finally:
         stop_server(proc)
     assert served["query"]["Name"] == "Cowboy Bebop" and {r["Name"] for r in served["results"]} <= names_a
+    recommended = json.loads(cli(root, "recommend", "--user", str(FIRST_USER), "-n", "5", "--json").stdout)
+    assert len(recommended["results"]) == 5 and {r["Name"] for r in recommended["results"]} <= names_a
 
     shutil.rmtree(root / "all_anime.csv" / "v0")  # the model's own catalogue is gone: no fallback to v1
     gone = cli(root, "similar", "cowboy bebop")

@@ -48,7 +48,10 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[object, 
 
     options = webdriver.ChromeOptions()
     options.binary_location = str(CHROMIUM)
-    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--window-size=1280,1000"):
+    # No network but loopback: every request to another host goes to a closed port (Chromium never proxies
+    # localhost), so the page and the API docs must work from this server's files alone.
+    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--window-size=1280,1000",
+                 "--proxy-server=http://127.0.0.1:9"):
         options.add_argument(flag)
     # The browser starts in a thread while the world is published and the server starts: neither
     # needs the other until the first page load, and each takes a second or two.
@@ -145,3 +148,23 @@ def test_known_user_page_and_errors(browser: tuple[object, str], tmp_path: Path)
     assert len(driver.find_elements(By.CSS_SELECTOR, "#similar-users tbody tr")) == 5
     driver.execute_script("document.getElementById('user').scrollIntoView()")
     _shot(driver, "user.png", tmp_path)
+
+
+def test_api_docs_render_offline(browser: tuple[object, str]) -> None:
+    import httpx
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver, base = browser
+    paths = httpx.get(f"{base}/openapi.json", timeout=10).json()["paths"]
+    operations = sum(len(methods) for methods in paths.values())
+    for page in ("/docs", "/redoc"):
+        html = httpx.get(f"{base}{page}", timeout=10).text
+        assert "cdn." not in html and "https://" not in html.replace("https://swagger.io", ""), html[:500]
+    wait = WebDriverWait(driver, 20, poll_frequency=POLL)
+    driver.get(f"{base}/docs")  # type: ignore[attr-defined]
+    wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, ".opblock")) == operations)
+    shown = {e.text for e in driver.find_elements(By.CSS_SELECTOR, ".opblock-summary-path")}  # type: ignore[attr-defined]
+    assert "/api/anime/similar" in shown
+    driver.get(f"{base}/redoc")  # type: ignore[attr-defined]
+    wait.until(lambda d: "/api/anime/similar" in d.find_element(By.TAG_NAME, "body").text)

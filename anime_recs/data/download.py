@@ -32,7 +32,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
@@ -77,6 +77,23 @@ def source_kind(source: str) -> str:
     if scheme in ("", "file") or len(scheme) == 1:  # len 1: a Windows drive letter
         return "file"
     raise UserInputError(f"unsupported source {text!r}: use an http(s):// URL, a file:// URI, a local path, mal-api:FOLDER or 'sample'")
+
+
+def dataset_label(source: str) -> str:
+    """A short name for the data set a ratings source gives: ``sample``, ``mal`` or the file's stem (``animelist``).
+
+    The model registry keeps one registered model per label (see :mod:`anime_recs.pipeline.registry`).
+    A local source may be recorded as ``local:PATH`` (the download step's ``--from_local``).
+    """
+    text = str(source).strip()
+    text = text.removeprefix("local:")
+    kind = source_kind(text)
+    if kind in (SAMPLE, MAL_API):
+        return "sample" if kind == SAMPLE else "mal"
+    path = urllib.parse.urlparse(text).path if kind == "http" else str(local_path_of(text))
+    stem = PurePosixPath(path.replace("\\", "/")).name.split(".")[0]
+    label = re.sub(r"[^a-z0-9]+", "_", stem.lower()).strip("_")[:40]
+    return label or "unnamed"
 
 
 def local_path_of(source: str) -> Path:

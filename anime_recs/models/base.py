@@ -282,8 +282,11 @@ class RecommenderModel(ABC):
                 kinds[name] = "sparse"
             else:
                 path = folder / f"{name}.npy"
-                atomic_write(path, lambda tmp, a=array: _save_npy(tmp, np.asarray(a)))
+                dense = np.asarray(array)
                 kinds[name] = "dense"
+                if _is_item_matrix(dense, len(self.items)):  # n x n: half the disk, same answers (docs/models.md)
+                    dense, kinds[name] = dense.astype(np.float16), "half"
+                atomic_write(path, lambda tmp, a=dense: _save_npy(tmp, a))
             paths[path.name] = path
         meta = {"family": self.family, "params": self.params, "rating_scale": list(self.rating_scale),
                 "arrays": kinds, "fit_info": self.fit_info}
@@ -298,13 +301,27 @@ class RecommenderModel(ABC):
             path = folder / (f"{name}.npz" if kind == "sparse" else f"{name}.npy")
             if not path.is_file():
                 raise UserInputError(f"model folder {folder} lacks {path.name}; re-run the neural_network step")
-            arrays[name] = sp.load_npz(path).tocsr() if kind == "sparse" else np.load(path)
+            if kind == "sparse":
+                arrays[name] = sp.load_npz(path).tocsr()
+            else:
+                arrays[name] = np.load(path) if kind == "dense" else np.load(path).astype(np.float32)
         model.users = IdEncoder.from_sorted(arrays.pop("user_ids"), "user")
         model.items = IdEncoder.from_sorted(arrays.pop("anime_ids"), "anime")
         model.rating_scale = tuple(float(v) for v in meta["rating_scale"])  # type: ignore[assignment]
         model.fit_info = meta.get("fit_info", {})
         model.set_state_arrays(arrays)
         return model
+
+
+#: Item x item matrices at least this wide are stored as float16 (smaller ones are not worth a rounding).
+HALF_PRECISION_MIN_ITEMS = 256
+
+
+def _is_item_matrix(array: np.ndarray, n_items: int) -> bool:
+    """A float item x item matrix (EASE's B, item similarities) whose values float16 holds without overflow."""
+    if array.dtype not in (np.float32, np.float64) or array.shape != (n_items, n_items) or n_items < HALF_PRECISION_MIN_ITEMS:
+        return False
+    return bool(np.isfinite(array).all() and np.abs(array).max(initial=0.0) < 6.0e4)
 
 
 def _save_npy(path: Path, array: np.ndarray) -> None:

@@ -129,8 +129,11 @@ class StepContext:
         """Stage an output in the step's transaction; it is published when the step body returns.
 
         The returned version's files can be read at once; other readers see it
-        (and the MLflow and W&B runs get it) only after :meth:`commit`.
+        (and the MLflow and W&B runs get it) only after :meth:`commit`. Its metadata records the
+        step's inputs so far under ``"input"`` (``name -> name:vN``) unless ``metadata`` has its own.
         """
+        # Every output records the exact inputs it was made from (its lineage), unless the step records its own.
+        metadata = {"input": dict(self.inputs), **(metadata or {})}
         artifact = self.store.log(name, type, files, description, metadata, move=move, txn=self.txn)
         self.outputs[name] = artifact.ref
         return artifact

@@ -87,10 +87,36 @@ def _problem(status: int, message: object) -> JSONResponse:
     return JSONResponse({"detail": one_line(message, 500)}, status_code=status)
 
 
+#: Swagger UI and ReDoc, served by the app itself (the fastapi-offline package ships them with their licences):
+#: FastAPI's own pages load them from a CDN, so offline they were blank.
+DOCS_ASSETS = "/static-docs"
+
+
+def _api_docs(app: FastAPI) -> None:
+    """``/docs`` (Swagger UI) and ``/redoc`` (ReDoc) with their scripts and styles from this server."""
+    from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+
+    assets = resources.files("fastapi_offline") / "static"
+    app.mount(DOCS_ASSETS, StaticFiles(directory=str(assets)), name="static-docs")
+
+    @app.get("/docs", include_in_schema=False)
+    def swagger() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url=str(app.openapi_url), title=f"{app.title} API",
+                                   swagger_js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
+                                   swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css", swagger_favicon_url=f"{DOCS_ASSETS}/favicon.png")
+
+    @app.get("/redoc", include_in_schema=False)
+    def redoc() -> HTMLResponse:
+        return get_redoc_html(openapi_url=str(app.openapi_url), title=f"{app.title} API",
+                              redoc_js_url=f"{DOCS_ASSETS}/redoc.standalone.js", redoc_favicon_url=f"{DOCS_ASSETS}/favicon.png",
+                              with_google_fonts=False)
+
+
 def create_app(holder: ModelHolder) -> FastAPI:
     """The FastAPI app answering from ``holder``'s current model version."""
     app = FastAPI(title="anime_recs", version="1", description="Anime recommendations from MyAnimeList ratings. "
-                  "Every answer names the model version it came from.")
+                  "Every answer names the model version it came from.", docs_url=None, redoc_url=None)
+    _api_docs(app)
 
     @app.exception_handler(UserInputError)
     async def user_error(_: Request, exc: UserInputError) -> JSONResponse:

@@ -21,9 +21,13 @@ Other params: ``n``, ``genres`` / ``types`` (comma-separated), ``min_score`` / `
 
 from __future__ import annotations
 
+import filecmp
 import importlib.metadata
 import logging
 import os
+import shutil
+import tempfile
+import urllib.parse
 import warnings
 from pathlib import Path
 from typing import Any
@@ -41,7 +45,6 @@ from anime_recs.serve.service import Service
 
 logger = logging.getLogger(__name__)
 
-REGISTERED_NAME = "anime_recs"
 KINDS = ("similar_anime", "similar_users", "recommend", "new_user")
 PARAMS: dict[str, Any] = {"kind": "recommend", "n": 10, "genres": "", "types": "", "min_score": 0.0, "max_score": 10.0}
 OUTPUT_COLUMNS = ("query", "rank", "id", "name", "score", "predicted_rating", "explanation", "genres", "type")
@@ -100,18 +103,25 @@ def answer_frame(service: Service, frame: pd.DataFrame, params: dict[str, Any] |
     return pd.DataFrame(rows, columns=list(OUTPUT_COLUMNS))
 
 
-#: The distributions the served model imports (anime_recs.serve and what it reaches, faiss for large
-#: user sets included). Listed rather than inferred: MLflow's inference imports the model in a
-#: subprocess (~3 s per registration) and misses imports that only happen at scale.
-SERVING_DISTRIBUTIONS = ("mlflow", "anime-recs", "cloudpickle", "numpy", "pandas", "pyarrow", "scipy", "faiss-cpu")
+
+def strict_json(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with every missing float as ``None``, so the scoring server writes ``null``, never a bare ``NaN``."""
+    out = frame.copy()
+    for name in out.columns:
+        if out[name].dtype.kind == "f":
+            out[name] = out[name].astype(object).where(out[name].notna(), None)
+    return out
+
+
+#: The distributions the served code imports (anime_recs.serve and what it reaches, faiss for large user
+#: sets included; pyyaml reads the shipped config). Listed rather than inferred: MLflow's inference imports the
+#: model in a subprocess (~3 s per registration) and misses imports that only happen at scale. The project
+#: itself is not a requirement: its code travels with the model (``code_paths``).
+SERVING_DISTRIBUTIONS = ("mlflow", "numpy", "pandas", "pyarrow", "scipy", "pyyaml", "faiss-cpu")
 
 
 def serving_requirements() -> list[str]:
-    """Pinned requirements of the served model: the installed version of each serving distribution.
-
-    A distribution that is not installed as such is left out (in a step environment built by
-    ``main.env_manager=uv``, anime_recs itself comes from the checkout on ``PYTHONPATH``).
-    """
+    """Pinned requirements of the served model: the installed version of each serving distribution."""
     pins = []
     for name in SERVING_DISTRIBUTIONS:
         try:
@@ -132,27 +142,79 @@ class AnimeRecsPyfunc(mlflow.pyfunc.PythonModel):
                                           version=str(context.model_config.get("version", "pyfunc")))
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
-        """Answer one question (``params["kind"]``) for the input rows."""
+        """Answer one question (``params["kind"]``) for the input rows; missing values are ``None``."""
         try:
-            return answer_frame(self.service, model_input, params)
+            return strict_json(answer_frame(self.service, model_input, params))
         except UserInputError as exc:
             raise MlflowException(one_line(exc, 500), error_code=INVALID_PARAMETER_VALUE) from None
 
 
-def log_pyfunc_model(model_dir: Path, ratings: Path, anime: Path, synopses: Path | None, version: str,
-                     example_user: int, input_ref: str) -> Any:
-    """Log the pyfunc model on the active run and register it as :data:`REGISTERED_NAME`; returns the model version.
+#: The models-from-code file MLflow runs to build the model (no pickle of project objects).
+MODEL_CODE = Path(__file__).with_name("pyfunc_entry.py")
+_PACKAGE = Path(__file__).resolve().parents[1]
+#: Shipped with the model next to the package: the options' defaults (anime_recs.core.options reads it).
+_CONFIG = _PACKAGE.parent / "config"
 
-    The new version gets the alias ``challenger`` (always the newest) and the tag
-    ``anime_recs.model_ref`` = ``version`` (the artifact it serves) and ``anime_recs.input`` = the
-    ratings artifact it was trained on (the evaluate step's promotion gate checks it).
+
+def _code_to_ship(workdir: Path) -> list[str]:
+    """Copies of the package and its config without caches: what ``code_paths`` puts beside the model."""
+    package = shutil.copytree(_PACKAGE, workdir / "anime_recs", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    paths = [str(package)]
+    if (_CONFIG / "config.yaml").is_file():
+        paths.append(str(shutil.copytree(_CONFIG, workdir / "config", ignore=shutil.ignore_patterns("__pycache__"))))
+    return paths
+
+
+def link_copies(folder: Path, sources: list[Path]) -> int:
+    """Replace each file under ``folder`` that is a byte-identical copy of a file under ``sources`` by a hard link.
+
+    MLflow copies a model's artifacts into its store; linking makes the store of record and MLflow's
+    copy one file on disk. Best effort: a file on another disk stays a copy. Returns the bytes saved.
+    """
+    by_key: dict[tuple[str, int], Path] = {}
+    for source in sources:
+        for path in ([source] if source.is_file() else source.rglob("*")):
+            if path.is_file():
+                by_key[(path.name, path.stat().st_size)] = path
+    saved = 0
+    for path in folder.rglob("*"):
+        original = by_key.get((path.name, path.stat().st_size)) if path.is_file() and not path.is_symlink() else None
+        if original is None or path.samefile(original) or not filecmp.cmp(path, original, shallow=False):
+            continue
+        temporary = path.with_name(f".{path.name}.link")
+        try:
+            os.link(original, temporary)
+            os.replace(temporary, path)
+            saved += path.stat().st_size
+        except OSError as exc:
+            temporary.unlink(missing_ok=True)
+            logger.debug("kept a copy of %s (%s)", path, exc)
+    return saved
+
+
+def _local_folder(uri: str) -> Path | None:
+    """The local folder of a ``file:`` artifact location (None for remote stores)."""
+    parsed = urllib.parse.urlparse(uri)
+    if parsed.scheme not in ("", "file"):
+        return None
+    folder = Path(urllib.parse.unquote(parsed.path))
+    return folder if folder.is_dir() else None
+
+
+def log_pyfunc_model(name: str, model_dir: Path, ratings: Path, anime: Path, synopses: Path | None, version: str,
+                     example_user: int, tags: dict[str, str]) -> Any:
+    """Log the pyfunc model on the active run and register it as ``name``; returns the model version.
+
+    Models-from-code (:data:`MODEL_CODE`) with the package shipped as ``code_paths``, so the model serves in
+    any environment with its requirements (``--env-manager uv``). The new version gets the alias ``challenger``
+    (always the newest), the tag ``anime_recs.model_ref`` = ``version`` (the artifact it serves) and ``tags``.
     """
     from mlflow.models import infer_signature
 
     artifacts = {"model": str(model_dir), "ratings": str(ratings), "anime": str(anime)}
     if synopses is not None:
         artifacts["synopses"] = str(synopses)
-    example = pd.DataFrame({"query": [str(example_user)], "rating": [np.nan]})
+    example = pd.DataFrame({"query": [str(example_user)], "rating": [np.nan]})  # rating: optional (kind=new_user)
     service = Service.from_files(model_dir, ratings, anime, synopses, version)
     output = answer_frame(service, example, PARAMS)
     with warnings.catch_warnings():  # "integer columns cannot hold missing values": ids and ranks never miss
@@ -160,13 +222,19 @@ def log_pyfunc_model(model_dir: Path, ratings: Path, anime: Path, synopses: Path
         signature = infer_signature(example, output, params=PARAMS)
     # One line per registration in the step's output, not a progress bar per artifact file.
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    info = mlflow.pyfunc.log_model(name="anime_recs", python_model=AnimeRecsPyfunc(), artifacts=artifacts,
-                                   signature=signature, input_example=example, model_config={"version": version},
-                                   pip_requirements=serving_requirements(), registered_model_name=REGISTERED_NAME)
+    with tempfile.TemporaryDirectory(prefix="anime_recs_code_") as workdir:
+        info = mlflow.pyfunc.log_model(name="anime_recs", python_model=str(MODEL_CODE), artifacts=artifacts,
+                                       code_paths=_code_to_ship(Path(workdir)), signature=signature,
+                                       input_example=example, model_config={"version": version},
+                                       pip_requirements=serving_requirements(), registered_model_name=name)
     client = mlflow.MlflowClient()
     registered = info.registered_model_version
-    client.set_registered_model_alias(REGISTERED_NAME, "challenger", registered)
-    client.set_model_version_tag(REGISTERED_NAME, registered, "anime_recs.model_ref", version)
-    client.set_model_version_tag(REGISTERED_NAME, registered, "anime_recs.input", input_ref)
-    logger.info("registered %s version %s (%s) as challenger", REGISTERED_NAME, registered, version)
+    client.set_registered_model_alias(name, "challenger", registered)
+    for key, value in {"anime_recs.model_ref": version, **tags}.items():
+        client.set_model_version_tag(name, registered, key, value)
+    stored = _local_folder(mlflow.get_logged_model(info.model_id).artifact_location)
+    if stored is not None:
+        saved = link_copies(stored, [Path(p) for p in artifacts.values()])
+        logger.info("model files linked to the artifact store, not copied: %.1f MB saved", saved / 1e6)
+    logger.info("registered %s version %s (%s) as challenger", name, registered, version)
     return registered

@@ -59,5 +59,5 @@ def run_evaluate(ctx: StepContext, input_data: str, input_type: str, model_cfg: 
     ref = ctx.log_artifact(output, output_type, {output: path}, f"Protocol metrics of our {model_cfg.get('family', 'hybrid')} model and baselines", metadata).ref
     from anime_recs.pipeline.registry import promotion_gate  # champion moves only when the new model is not worse
 
-    promotion_gate(ctx, float(table.set_index("model").loc["ours", f"nDCG@{k}"]), k)
+    promotion_gate(ctx, float(table.set_index("model").loc["ours", f"nDCG@{k}"]), k, split.checksum)
     return ref
