@@ -21,7 +21,7 @@ def main(argv: list[str] | None = None) -> None:
     run_step("similar_anime", vars(args), lambda ctx: run_similar_anime(
         ctx, inputs_from_args(args), args.anime_query, args.random_anime, args.a_query_number,
         args.anime_rec_genres if args.an_spec_genres else None, args.types if args.spec_types else None,
-        args.sim_anime_fn, args.sim_anime_type, args.random_seed))
+        args.sim_anime_fn, args.sim_anime_type, args.random_seed, args.min_ratings))
 
 
 if __name__ == "__main__":

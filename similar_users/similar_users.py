@@ -20,7 +20,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     run_step("similar_users", vars(args), lambda ctx: run_similar_users(
         ctx, inputs_from_args(args), user_choice_from_args(args), args.id_query_number, args.num_faves, args.TV_only,
-        args.sim_users_fn, args.sim_users_type, args.ID_fn, args.ID_type, args.random_seed))
+        args.sim_users_fn, args.sim_users_type, args.ID_fn, args.ID_type, args.random_seed,
+        args.min_ratings))
 
 
 if __name__ == "__main__":

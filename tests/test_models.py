@@ -211,3 +211,26 @@ def test_a_new_fan_of_one_cluster_gets_that_cluster(fitted: SimpleNamespace) -> 
     assert share >= 0.6, (fitted.family, frame["MAL_ID"].tolist())
     assert frame["Explanation"].str.startswith("like ").all()
     assert frame["Predicted rating"].between(1, 10).all()
+
+
+@pytest.mark.parametrize("same_cluster", [True, False], ids=["dislike-in-taste", "dislike-elsewhere"])
+def test_a_dislike_never_raises_what_is_like_it(fitted: SimpleNamespace, same_cluster: bool) -> None:
+    # Regression: EASE's input was rated + 2 x liked, so a 1/10 added positive weight to everything like the
+    # anime the user hated (four 1/10s for Kyoto Animation shows moved Haruhi from #9 to #6).
+    from anime_recs.models.foldin import fold_in
+
+    model = fitted.model
+    rows_of = fitted.data.items.transform(WORLD.mal_ids)
+    cluster = np.array([WORLD.anime_cluster[int(i)] for i in WORLD.mal_ids])
+    loved = rows_of[cluster == 0][:3]
+    disliked = rows_of[cluster == 0][3] if same_cluster else rows_of[cluster == 2][0]
+    vectors = model.item_vectors()
+    unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    closeness = unit @ unit[disliked]
+    closeness[np.r_[loved, disliked]] = -np.inf
+    neighbours = np.argsort(-closeness)[:4]  # the anime most like the one rated
+    base = fold_in(model, loved, np.array([9.0, 10.0, 9.0])).rank_scores
+    low = fold_in(model, np.r_[loved, disliked], np.array([9.0, 10.0, 9.0, 1.0])).rank_scores
+    high = fold_in(model, np.r_[loved, disliked], np.array([9.0, 10.0, 9.0, 10.0])).rank_scores
+    assert (low[neighbours] <= base[neighbours] + 1e-6).all(), (fitted.family, base[neighbours], low[neighbours])
+    assert (high[neighbours] > base[neighbours]).all(), (fitted.family, base[neighbours], high[neighbours])

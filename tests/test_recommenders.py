@@ -130,6 +130,7 @@ def _build_world() -> SimpleNamespace:
         ratings=ratings.drop(columns="raw"),
         anime=anime,
         synopses=synopses,
+        min_ratings=0,  # each anime here has a handful of raters; the evidence rule has its own tests below
     )
     return SimpleNamespace(
         rec=rec,
@@ -405,7 +406,7 @@ def test_duplicate_rating_rows_vote_once(world: SimpleNamespace) -> None:
     anime_emb, user_emb, anime_encoder, user_encoder = world.raw
     doubled = pd.concat([world.ratings, world.ratings], ignore_index=True).drop(columns="raw")
     rec = AnimeRecommender(model=planted_model(user_emb, anime_emb, user_encoder, anime_encoder, (1, 10)),
-                           ratings=doubled, anime=world.anime)
+                           ratings=doubled, anime=world.anime, min_ratings=0)
     user = int(world.user_ids[5])
     once = world.rec.recommend_from_similar_users(user, n=30, n_similar=4, num_faves=None, favorite_percentile=0.0)
     twice = rec.recommend_from_similar_users(user, n=30, n_similar=4, num_faves=None, favorite_percentile=0.0)
@@ -498,7 +499,8 @@ def test_random_user_max_ratings_limits_the_pool() -> None:
 
 def test_unnormalised_embeddings_are_normalised(world: SimpleNamespace) -> None:
     anime_emb, user_emb, anime_encoder, user_encoder = world.raw
-    rec = AnimeRecommender(model=planted_model(user_emb * 3, anime_emb * 0.5, user_encoder, anime_encoder, (1, 10)), ratings=world.ratings, anime=world.anime)
+    rec = AnimeRecommender(model=planted_model(user_emb * 3, anime_emb * 0.5, user_encoder, anime_encoder, (1, 10)), ratings=world.ratings,
+                           anime=world.anime, min_ratings=0)
     np.testing.assert_allclose(rec.similar_items(100, 5)[1], world.rec.similar_items(100, 5)[1], rtol=1e-5)
 
 
@@ -566,3 +568,39 @@ def test_read_ratings_reads_only_what_the_recommender_uses(tmp_path) -> None:
     assert list(full.columns) == ["user_id", "anime_id", "rating", "watched_episodes"]
     assert full["rating"].dtype == np.float32 and full["watched_episodes"].dtype == np.int32  # compact, as stored
     assert list(read_ratings(tmp_path / "ratings_only.parquet").columns) == ["user_id", "anime_id", "rating"]
+
+
+def test_similar_anime_and_users_need_enough_ratings() -> None:
+    # Regression: on the real head-100k data "Rental Magica" got 6 of 10 similar anime rated by one user each,
+    # all tied at 0.877 (a third of the anime there have exactly one rating).
+    from anime_recs.recommend.interactions import evidence_rule
+
+    rng = np.random.default_rng(0)
+    n_anime, dim = 40, 6
+    anime_ids = 1 + np.arange(n_anime)
+    vectors = rng.standard_normal((n_anime, dim))
+    single = anime_ids[30:36]  # planted: the query's closest neighbours, each rated by one user
+    vectors[29:36] = vectors[0] + 0.01 * rng.standard_normal((7, dim))  # 29 is well rated, 30-35 are single raters
+    users = 100 + np.arange(60)
+    rows = [(u, a, 8.0) for u in users for a in rng.choice(anime_ids[:30], 10, replace=False)]
+    rows += [(u, a, 8.0) for u in users[:12] for a in (anime_ids[0], anime_ids[29])]
+    rows += [(users[i], a, 9.0) for i, a in enumerate(single)]
+    rows += [(999, anime_ids[0], 7.0)]  # a user with one rating, a twin of user 100
+    ratings = pd.DataFrame(rows, columns=["user_id", "anime_id", "rating"]).drop_duplicates(["user_id", "anime_id"])
+    all_users = np.unique(ratings["user_id"])
+    user_vectors = rng.standard_normal((len(all_users), dim))
+    user_vectors[all_users == 999] = user_vectors[all_users == 100][0]
+    anime = pd.DataFrame({"MAL_ID": anime_ids, "Name": [f"Show {i}" for i in anime_ids], "Genres": "Drama", "Type": "TV",
+                          "Score": 7.0, "Episodes": 12})
+    model = planted_model(_unit(user_vectors), _unit(vectors), IdEncoder(all_users, "user"), IdEncoder(anime_ids, "anime"), (1, 10))
+    rec = AnimeRecommender(model=model, ratings=ratings, anime=anime)
+    assert rec.min_ratings == evidence_rule(len(ratings), n_anime) == 5
+    similar = rec.similar_anime(int(anime_ids[0]), n=10)
+    assert not set(similar["MAL_ID"]) & set(single.tolist()) and int(anime_ids[29]) == similar["MAL_ID"].iloc[0]
+    everything = rec.similar_anime(int(anime_ids[0]), n=10, min_ratings=0)
+    # Without the rule the single-rater anime fill the top with the one well-rated neighbour.
+    assert set(everything["MAL_ID"].iloc[:7]) == set(single.tolist()) | {int(anime_ids[29])}
+    lonely = rec.similar_anime(int(single[0]), n=3)  # the query itself needs no evidence
+    assert len(lonely) == 3 and not set(lonely["MAL_ID"]) & set(single.tolist())
+    assert 999 not in set(rec.similar_users(100, n=5)["user_id"])
+    assert 999 == rec.similar_users(100, n=5, min_ratings=0)["user_id"].iloc[0]

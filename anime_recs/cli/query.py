@@ -100,7 +100,7 @@ def run(args: argparse.Namespace, root: str | None) -> int:
     if args.json:
         print(json.dumps(result, indent=1, ensure_ascii=False))
         return 0
-    frame = pd.DataFrame(result["results"]).drop(columns=["Synopsis", "English name", "Members", "favorite_ids"], errors="ignore")
+    frame = pd.DataFrame(result["results"]).drop(columns=["Synopsis", "English name", "Members", "favorite_ids", "Rank score"], errors="ignore")
     title = {"similar": lambda: f"anime similar to {result['query']['Name']} (MAL_ID {result['query']['MAL_ID']})",
              "users": lambda: f"users similar to user {result['query_user']}",
              "recommend": lambda: (f"recommendations for user {result['query_user']}" if "query_user" in result

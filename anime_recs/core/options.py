@@ -125,6 +125,9 @@ def _raw_file(kind: str, config_name: str, type_key: str, description_key: str) 
     )
 
 
+MIN_RATINGS = Option("min_ratings", "similarity.min_ratings", "optional_int",
+                     "anime rated by fewer users (users with fewer ratings) are never returned as similar; "
+                     "null: max(5, sqrt(mean ratings per anime)) of the data", Rule("int", low=0, optional=True))
 SEED = Option("random_seed", "main.random_seed", "int", "seed of the sample data, the training split and shuffle, and random "
               "users/anime", NON_NEGATIVE)
 #: The four input artifacts every recommender step reads (the model version and its data).
@@ -222,6 +225,7 @@ STEP_OPTIONS: dict[str, tuple[Option, ...]] = {
                "ignored) or MAL_ID"),
         Option("random_anime", "similarity.random_anime", "bool", "query a random anime instead", FLAG),
         Option("a_query_number", "similarity.a_query_number", "int", "how many similar anime", COUNT),
+        MIN_RATINGS,
         *_filter("an_spec_genres", "similarity.an_spec_genres", "anime_rec_genres", "similarity.anime_rec_genres", "genres",
                  "Action,Comedy"),
         *_filter("spec_types", "similarity.spec_types", "types", "similarity.types", "types", "TV,Movie"),
@@ -230,6 +234,7 @@ STEP_OPTIONS: dict[str, tuple[Option, ...]] = {
     "similar_users": (
         *_user_options("users.sim_user_query", "similarity.sim_random_user", False),
         Option("id_query_number", "similarity.id_query_number", "int", "how many similar users", COUNT),
+        MIN_RATINGS,
         Option("num_faves", "users.num_faves", "int", "favourites listed per similar user", COUNT),
         Option("TV_only", "users.TV_only", "bool", "list only TV series as favourites", FLAG),
         *_output("sim_users_fn", "users.sim_users_fn", "sim_users_type", "users.sim_users_type"),

@@ -123,6 +123,17 @@ class Interactions:
         return self.take(np.flatnonzero(~held)), self.take(np.flatnonzero(held))
 
 
+#: A rating in the bottom third of the scale says "no" (1-4 of 10, 0.5-2 of 5): it must never raise the
+#: rank scores of the anime most like it (every family's contract, tests/test_models.py).
+DISLIKE_THRESHOLD = 0.34
+
+
+def disliked(ratings: np.ndarray, rating_scale: tuple[float, float], threshold: float = DISLIKE_THRESHOLD) -> np.ndarray:
+    """True where a rating is in the bottom ``threshold`` of the scale."""
+    lo, hi = rating_scale
+    return np.asarray(ratings, np.float64) <= lo + threshold * (hi - lo) + 1e-9
+
+
 class FoldIn(NamedTuple):
     """A new user's scores over every model anime (encoder rows).
 

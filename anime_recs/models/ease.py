@@ -4,21 +4,27 @@ Steck (2019), "Embarrassingly Shallow Autoencoders for Sparse Data": with ``X`` 
 users x items input and ``P = (XᵀX + λI)⁻¹``, the item-item weights with a zero
 diagonal are ``B = P XᵀY − P·diag(γ)``, ``γ`` chosen so that ``diag(B) = 0``; a
 user's scores are ``x_u B``. The published model uses ``Y = X`` (binary). Here the
-input is graded, ``X = rated + liked_weight · liked`` (every rating says the user
-chose the anime; a high one says they liked it), and the target is ``Y = liked``,
-the anime rated in the top quarter of the scale (``like_threshold``): the model
-learns what a user will *like*, not only what they will watch. The regularisation
-follows a rule that scales with the data, ``λ = l2_per_count · (mean ratings per
-anime)``, so one setting serves every data set (chosen on validation splits by
-``anime-recs tune``).
+input is graded by what each rating says (:func:`input_weights`): a merely rated anime
+weighs 1, a liked one (top quarter of the scale, ``like_threshold``) ``1 + liked_weight``,
+and a disliked one (bottom third, ``dislike_threshold``: 1-4 of 10, 0.5-2 of 5)
+``disliked_weight``, which is never positive, so a low rating can only lower the scores
+of the anime most like it (scores are linear in the input). The target is ``Y = liked``:
+the model learns what a user will *like*, not only what they will watch.
+
+λ, ``liked_weight`` and ``disliked_weight`` are chosen at every fit on a validation split
+of the data the model is given (:mod:`anime_recs.models.selection`): λ around the rule
+``l2_per_count · (mean ratings per anime)`` (x 1/4 .. 4, the Gram matrix built once per
+input weighting), then the two weights around their configured values. Each candidate's
+validation nDCG@10 goes to ``fit_info["selection"]``; ``select: false`` fits the configured
+values as they are.
 
 Ratings (:meth:`EASE.predict`) come from user and item biases; representations for
 ``similar_anime`` / ``similar_users`` from a truncated SVD of the degree-normalised
-input (items that the same users choose point the same way).
+rated/liked input (items that the same users choose point the same way).
 
 Memory (:meth:`EASE.memory_estimate`, logged before fitting, which stops in one line if
-the machine lacks it): two float64 n x n arrays at the peak, 16·n² bytes for n anime
-(4.9 GB at MyAnimeList's 17,500 anime), plus ~64 bytes per rating of sparse copies.
+the machine lacks it): three float64 n x n arrays at the peak (the Gram matrix is kept
+for the other λ candidates), 24·n² bytes for n anime, plus ~64 bytes per rating of sparse copies.
 """
 
 from __future__ import annotations
@@ -31,13 +37,16 @@ import scipy.linalg as sla
 import scipy.sparse as sp
 
 from anime_recs.core.errors import UserInputError
-from anime_recs.models.base import FoldIn, Interactions, RecommenderModel, biases, spectral_vectors
+from anime_recs.models.base import DISLIKE_THRESHOLD, FoldIn, Interactions, RecommenderModel, biases, disliked, spectral_vectors
+from anime_recs.models.selection import SelectionLog, validation_ndcg, validation_split
 
 logger = logging.getLogger(__name__)
 
 
 #: Rows per block when a dense n x n matrix is rewritten in place (bounds the temporaries).
 _BLOCK_ROWS = 2048
+#: Elements of a dense block temporary in the validation scorer (32 M float64 = 256 MB).
+_BLOCK_ELEMENTS = 1 << 25
 
 
 def inverse_spd(matrix: np.ndarray) -> np.ndarray:
@@ -56,19 +65,30 @@ def inverse_spd(matrix: np.ndarray) -> np.ndarray:
     return inverse
 
 
-def ease_weights(X: sp.csr_matrix, Y: sp.csr_matrix, l2: float) -> np.ndarray:
-    """Item-item weights ``B`` (float32, zero diagonal) mapping input rows ``X`` to targets ``Y``.
-
-    The Gram matrix, ``XᵀY`` and ``B`` are built a block of columns at a time, so the peak is two
-    float64 n x n arrays (16·n² bytes for n items) plus the ratings; see :meth:`EASE.memory_estimate`.
-    """
-    X64, Y64 = X.astype(np.float64).tocsc(), Y.astype(np.float64).tocsc()
+def gram(X: sp.csr_matrix) -> np.ndarray:
+    """``XᵀX`` as a dense float64 n x n array, a block of columns at a time."""
+    X64 = X.astype(np.float64).tocsc()
     Xt = X64.T.tocsr()
     n = X.shape[1]
+    G = np.empty((n, n))
+    for start in range(0, n, _BLOCK_ROWS):
+        stop = min(start + _BLOCK_ROWS, n)
+        G[:, start:stop] = (Xt @ X64[:, start:stop]).toarray()
+    return G
+
+
+def ease_weights(X: sp.csr_matrix, Y: sp.csr_matrix, l2: float, G: np.ndarray | None = None) -> np.ndarray:
+    """Item-item weights ``B`` (float32, zero diagonal) mapping input rows ``X`` to targets ``Y``.
+
+    ``G`` is ``XᵀX`` when the caller keeps it for several λ (it is not modified). The products are
+    built a block of columns at a time, so the peak is two float64 n x n arrays (three with ``G``)
+    plus the ratings; see :meth:`EASE.memory_estimate`.
+    """
+    P = gram(X) if G is None else G.copy()
+    Xt = X.astype(np.float64).T.tocsr()
+    Y64 = Y.astype(np.float64).tocsc()
+    n = X.shape[1]
     blocks = [(start, min(start + _BLOCK_ROWS, n)) for start in range(0, n, _BLOCK_ROWS)]
-    P = np.empty((n, n))
-    for start, stop in blocks:
-        P[:, start:stop] = (Xt @ X64[:, start:stop]).toarray()
     P[np.diag_indices_from(P)] += l2
     P = inverse_spd(P)
     C = np.empty((n, n))
@@ -82,6 +102,104 @@ def ease_weights(X: sp.csr_matrix, Y: sp.csr_matrix, l2: float) -> np.ndarray:
     for start, stop in blocks:  # float32 a block at a time: no second full-size temporary
         B[start:stop] = C[start:stop]
     return B
+
+
+def validation_scores(X: sp.csr_matrix, Y: sp.csr_matrix, G: np.ndarray, l2: float, rows: np.ndarray) -> np.ndarray:
+    """``X[rows] @ B`` for ``B = ease_weights(X, Y, l2)`` without forming ``B``: what a candidate λ scores.
+
+    With ``P = (G + λI)⁻¹``: ``x B = (x P) Xᵀ Y − (x P) diag(γ)``, ``γ_j = (P XᵀY)_jj / P_jj``, and the
+    diagonal is summed over the liked entries of ``Y`` a block of users at a time. One Cholesky inverse
+    (~⅔ n³) per λ instead of the inverse and an n x n x n product.
+    """
+    P = G.copy()
+    P[np.diag_indices_from(P)] += l2
+    P = inverse_spd(P)
+    X64, Y64 = X.astype(np.float64).tocsr(), Y.astype(np.float64).tocsr()
+    diag = np.zeros(P.shape[0])
+    block = max(1, _BLOCK_ELEMENTS // max(P.shape[0], 1))
+    for start in range(0, X.shape[0], block):
+        XP = X64[start:start + block] @ P
+        liked = Y64[start:start + block].tocoo()
+        np.add.at(diag, liked.col, XP[liked.row, liked.col] * liked.data)
+    gamma = diag / np.diag(P)
+    Yt = Y64.T.tocsr()
+    scores = np.empty((len(rows), P.shape[0]), np.float32)
+    step = max(1, _BLOCK_ELEMENTS // max(X.shape[0], 1))  # bounds the users x block temporary
+    for start in range(0, len(rows), step):
+        XP = X64[rows[start:start + step]] @ P
+        scores[start:start + step] = (Yt @ (X64 @ XP.T)).T - XP * gamma[None, :]
+    return scores
+
+
+def input_weights(ratings: np.ndarray, rating_scale: tuple[float, float], p: dict[str, Any]) -> np.ndarray:
+    """The input weight of each rating: ``disliked_weight`` (<= 0), 1, or ``1 + liked_weight``."""
+    lo, hi = rating_scale
+    liked = ratings >= lo + float(p["like_threshold"]) * (hi - lo) - 1e-9
+    weights = 1.0 + float(p["liked_weight"]) * liked
+    return np.where(disliked(ratings, rating_scale, float(p["dislike_threshold"])), float(p["disliked_weight"]), weights)
+
+
+def graded_input(data: Interactions, p: dict[str, Any]) -> sp.csr_matrix:
+    """Users x items float32 input of EASE (zero-weight ratings dropped)."""
+    X = data.matrix(input_weights(data.ratings, data.rating_scale, p)).astype(np.float32)
+    X.eliminate_zeros()
+    return X.tocsr()
+
+
+#: Multiples of the rule's λ tried at fit time, centre first (a tie keeps the earlier candidate).
+L2_SCALES = (1.0, 0.5, 2.0, 0.25, 4.0)
+#: Multiples of the configured liked_weight tried after λ.
+LIKED_SCALES = (1.0, 0.5, 2.0)
+#: disliked_weight candidates (never positive: a dislike never raises what is like it).
+DISLIKED_WEIGHTS = (0.0, -0.5, -1.0)
+
+
+def select_parameters(data: Interactions, p: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Choose λ (as ``l2_per_count``), ``liked_weight`` and ``disliked_weight`` on a validation split of ``data``.
+
+    Returns:
+        ``(chosen options, info)``; info holds every candidate's validation nDCG@10 and what treating
+        dislikes as plain ratings (the unconstrained ``disliked_weight = 1``) would have scored.
+    """
+    split = validation_split(data, float(p["like_threshold"]), float(p["validation_fraction"]),
+                             int(p["validation_users"]), int(p["seed"]))
+    fit_part = split.fit_part
+    target = fit_part.matrix(fit_part.liked(float(p["like_threshold"])))
+    target.eliminate_zeros()
+    per_item = len(fit_part) / max(len(fit_part.items), 1)
+    log = SelectionLog()
+
+    def score(options: dict[str, Any], G: np.ndarray | None = None) -> float:
+        X = graded_input(fit_part, options)
+        scores = validation_scores(X, target, gram(X) if G is None else G, float(options["l2_per_count"]) * per_item, split.users)
+        return validation_ndcg(scores, split)
+
+    current = dict(p)
+    X = graded_input(fit_part, current)
+    G = gram(X)
+    for scale in L2_SCALES:
+        candidate = {**current, "l2_per_count": float(p["l2_per_count"]) * scale}
+        log.add(_chosen(candidate), score(candidate, G))
+    del G
+    current.update(log.best())
+    for scale in LIKED_SCALES[1:]:
+        candidate = {**current, "liked_weight": float(p["liked_weight"]) * scale}
+        log.add(_chosen(candidate), score(candidate))
+    current.update(log.best())
+    for weight in DISLIKED_WEIGHTS:
+        if weight != float(current["disliked_weight"]):
+            candidate = {**current, "disliked_weight": weight}
+            log.add(_chosen(candidate), score(candidate))
+    best = log.best()
+    unconstrained = score({**current, **best, "disliked_weight": 1.0})
+    chosen = {key: best[key] for key in ("l2_per_count", "liked_weight", "disliked_weight")}
+    info = {"chosen": chosen, "val_ndcg": best["val_ndcg"], "unconstrained_val_ndcg": round(unconstrained, 5),
+            "validation_users": len(split.users), "candidates": log.tried}
+    return chosen, info
+
+
+def _chosen(options: dict[str, Any]) -> dict[str, Any]:
+    return {key: round(float(options[key]), 4) for key in ("l2_per_count", "liked_weight", "disliked_weight")}
 
 
 class EASE(RecommenderModel):
@@ -100,33 +218,51 @@ class EASE(RecommenderModel):
     tuning_objective = ("nDCG@10", True)
     tuning_grid: ClassVar[dict[str, tuple[Any, ...]]] = {"l2_per_count": (40, 80, 160), "liked_weight": (1, 2, 4)}
     hybrid_part = "ranking"
-    defaults: ClassVar[dict[str, Any]] = {"l2_per_count": 80.0, "liked_weight": 2.0, "like_threshold": 0.75, "embedding_size": 64,
-                                "reg_item": 10.0, "reg_user": 15.0, "bias_sweeps": 10, "seed": 0}
+    defaults: ClassVar[dict[str, Any]] = {"l2_per_count": 80.0, "liked_weight": 2.0, "like_threshold": 0.75,
+                                          "disliked_weight": 0.0, "dislike_threshold": DISLIKE_THRESHOLD, "select": True,
+                                          "validation_fraction": 0.2, "validation_users": 5000, "embedding_size": 64,
+                                          "reg_item": 10.0, "reg_user": 15.0, "bias_sweeps": 10, "seed": 0}
 
     def _fit(self, data: Interactions) -> None:
         p = self.params
-        n_items = len(data.items)
-        liked = data.liked(float(p["like_threshold"]))
-        self._X = (data.matrix() + float(p["liked_weight"]) * data.matrix(liked)).astype(np.float32).tocsr()
-        target = data.matrix(liked)
+        if float(p["disliked_weight"]) > 0:
+            raise UserInputError(f"model.disliked_weight must be 0 or negative (a dislike never counts as a like), "
+                                 f"got {p['disliked_weight']}")
+        selection: dict[str, Any] = {}
+        if p["select"]:
+            chosen, selection = select_parameters(data, p)
+            p = {**p, **chosen}
+            logger.info("EASE chose %s on validation (nDCG@10 %.4f over %d candidates)", chosen,
+                        selection["val_ndcg"], len(selection["candidates"]))
+        self.chosen = {key: p[key] for key in ("l2_per_count", "liked_weight", "disliked_weight")}
+        self._X = graded_input(data, p)
+        target = data.matrix(data.liked(float(p["like_threshold"])))
         target.eliminate_zeros()
-        per_item = len(data) / max(n_items, 1)
+        per_item = len(data) / max(len(data.items), 1)
         l2 = float(p["l2_per_count"]) * per_item
         self._B = ease_weights(self._X, target, l2)
         self._mu, self._b_user, self._b_item = biases(data, float(p["reg_item"]), float(p["reg_user"]), int(p["bias_sweeps"]))
-        self._U, self._V = spectral_vectors(self._X, int(p["embedding_size"]), int(p["seed"]))
-        self.fit_info = {"l2": round(l2, 3), "liked": int(liked.sum())}
+        chose = data.matrix(1.0 + float(p["liked_weight"]) * data.liked(float(p["like_threshold"]))).astype(np.float32)
+        self._U, self._V = spectral_vectors(chose.tocsr(), int(p["embedding_size"]), int(p["seed"]))
+        self.fit_info = {"l2": round(l2, 3), "liked": int(target.nnz), **{k: round(float(v), 4) for k, v in self.chosen.items()}}
+        if selection:
+            self.fit_info["selection"] = selection
 
     def memory_estimate(self, n_users: int, n_items: int, n_ratings: int) -> int:
         """Peak bytes of :meth:`fit`: the larger of the weights phase and the SVD phase.
 
-        Weights: two float64 n x n arrays, ~64 bytes per rating of sparse copies (the input in
+        Weights: two float64 n x n arrays (a third, the Gram matrix, and the validation scorer's blocks
+        while the fit chooses its options), ~64 bytes per rating of sparse copies (the input in
         float32 and float64, row and column orders, the target) and one block of columns of a
         sparse product. SVD: ``B`` (float32 n x n) kept, the normalised input and the randomized
         SVD's dense users x (k + 10) work arrays.
         """
         n2, k = n_items**2, int(self.params["embedding_size"]) + 10
         weights = 16 * n2 + 64 * n_ratings + 24 * n_items * min(_BLOCK_ROWS, n_items)
+        if self.params["select"]:  # the kept Gram matrix, the validation scores and the scorer's block temporaries
+            m = min(int(self.params["validation_users"]), n_users)
+            step = max(1, _BLOCK_ELEMENTS // max(n_users, 1))
+            weights += 8 * n2 + 4 * m * n_items + 16 * min(_BLOCK_ELEMENTS, n_users * m) + 8 * min(m, step) * n_items
         svd = 4 * n2 + 44 * n_ratings + 40 * k * (n_users + n_items)
         return int(max(weights, svd))
 
@@ -143,14 +279,12 @@ class EASE(RecommenderModel):
         return np.asarray(history @ self._B, dtype=np.float32)
 
     def history_scores(self, item_rows: np.ndarray, ratings: np.ndarray) -> np.ndarray:
-        """Ranking scores of a new user: their graded history row (``rated + liked_weight · liked``) @ B.
+        """Ranking scores of a new user: their graded history row (:func:`input_weights`) @ B.
 
         Exactly what a training user with the same ratings gets.
         """
-        p = self.params
-        lo, hi = self.rating_scale
-        liked = (ratings >= lo + float(p["like_threshold"]) * (hi - lo) - 1e-9).astype(np.float64)
-        history = sp.csr_matrix((1.0 + float(p["liked_weight"]) * liked, (np.zeros(len(item_rows), np.int64), item_rows)),
+        weights = input_weights(np.asarray(ratings, np.float64), self.rating_scale, {**self.params, **self.chosen})
+        history = sp.csr_matrix((weights, (np.zeros(len(item_rows), np.int64), item_rows)),
                                 shape=(1, len(self.items)), dtype=np.float32)
         return self.scores_for_history(history)[0]
 
@@ -176,3 +310,6 @@ class EASE(RecommenderModel):
         self._X, self._B = arrays["X"].astype(np.float32), arrays["B"]
         self._mu, self._b_user, self._b_item = float(arrays["mu"][0]), arrays["b_user"], arrays["b_item"]
         self._U, self._V = arrays["user_vectors"], arrays["item_vectors"]
+        keys = ("l2_per_count", "liked_weight", "disliked_weight")
+        # What the fit chose (older models predate the choice: their options, no dislikes).
+        self.chosen = {key: self.fit_info.get(key, self.params[key] if key != "disliked_weight" else 1.0) for key in keys}

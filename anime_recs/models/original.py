@@ -20,7 +20,7 @@ import numpy as np
 from anime_recs.models.network.embeddings import PredictionHead, normalize_rows
 from anime_recs.core.encoding import IdEncoder, RatingArrays
 from anime_recs.core.errors import DataValidationError
-from anime_recs.models.base import FoldIn, Interactions, RecommenderModel
+from anime_recs.models.base import disliked, FoldIn, Interactions, RecommenderModel
 
 logger = logging.getLogger(__name__)
 
@@ -153,9 +153,24 @@ class OriginalNetwork(RecommenderModel):
         return (u / norm if norm > 0 else u).astype(np.float32)
 
     def fold_in(self, item_rows: np.ndarray, ratings: np.ndarray) -> FoldIn:
-        """The network's output for the solved user embedding (it ranks by its predicted ratings)."""
+        """Predicted ratings from the solved user embedding; rank scores that a dislike can only lower.
+
+        The ranking embedding is solved from the ratings that are not dislikes (:func:`disliked`); each
+        disliked anime then lowers every anime's rank score by ``(hi − lo) · max(0, cosine)`` (the largest
+        over the dislikes), so rating an anime low never raises what is like it. The predicted ratings
+        use every rating.
+        """
         predicted = self.clip(self._to_raw(self.head.predict(self._V @ self.fold_in_vector(item_rows, ratings))))
-        return FoldIn(predicted.astype(np.float32), predicted)
+        low = disliked(ratings, self.rating_scale)
+        if not low.any():
+            return FoldIn(predicted.astype(np.float32), predicted)
+        kept = ~low
+        liked_part = (self.head.predict(self._V @ self.fold_in_vector(item_rows[kept], ratings[kept])) if kept.any()
+                      else np.full(len(self._V), float(self.head.predict(np.zeros(1))[0])))
+        lo, hi = self.rating_scale
+        closeness = np.maximum(np.asarray(self._V, np.float64) @ np.asarray(self._V[item_rows[low]], np.float64).T, 0.0)
+        rank = self._to_raw(liked_part) - (hi - lo) * closeness.max(axis=1)
+        return FoldIn(rank.astype(np.float32), predicted)
 
     def predict(self, user_rows: np.ndarray, item_rows: np.ndarray) -> np.ndarray:
         """The network's output for the pairs, on the raw scale."""

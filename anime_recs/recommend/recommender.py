@@ -120,6 +120,7 @@ class AnimeRecommender(Catalogue, UserRatings, ModelRanking):
         anime: pd.DataFrame,
         synopses: pd.DataFrame | None = None,
         name_index: NameIndex | None = None,
+        min_ratings: int | None = None,
     ) -> None:
         """Cache everything the queries need.
 
@@ -131,6 +132,8 @@ class AnimeRecommender(Catalogue, UserRatings, ModelRanking):
                 ``English name, Japanese name, Source, Members`` when present).
             synopses: Optional ``MAL_ID`` + ``sypnopsis`` (or ``synopsis``) table.
             name_index: A prebuilt :class:`NameIndex` over ``anime``; built here if omitted.
+            min_ratings: The fewest ratings an anime (user) needs to be returned as similar when a query
+                does not say; None: the data's rule (:func:`~anime_recs.recommend.interactions.evidence_rule`).
 
         Raises:
             DataValidationError: on missing columns, shape mismatches or non-finite representations.
@@ -144,6 +147,8 @@ class AnimeRecommender(Catalogue, UserRatings, ModelRanking):
         self.rating_scale = (lo, hi)
         self._init_anime(anime, synopses)
         self._init_ratings(ratings)
+        if min_ratings is not None:
+            self.min_ratings = int(min_ratings)
         self.names = name_index if name_index is not None else NameIndex(self._meta)
         logger.info(
             "AnimeRecommender ready in %.1f s: %s; %d anime rows, %d ratings of %d users, %d genres",
@@ -235,8 +240,9 @@ class AnimeRecommender(Catalogue, UserRatings, ModelRanking):
         types: str | Iterable[str] | None = None,
         items: Iterable[int] | None = None,
         exclude: Iterable[int] | None = None,
+        min_ratings: int | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """MAL_IDs and cosine similarities of the anime most similar to ``query``.
+        """MAL_IDs and cosine similarities of the anime most similar to ``query`` with enough ratings.
 
         Args:
             query: MAL_ID or name (forgiving of case, punctuation, accents, symbols).
@@ -245,6 +251,8 @@ class AnimeRecommender(Catalogue, UserRatings, ModelRanking):
             types: Keep anime of these types (``TV``, ``Movie``, ...; case-insensitive).
             items: Only rank these MAL_IDs.
             exclude: Never return these MAL_IDs.
+            min_ratings: Return only anime rated by at least this many users (None: the data's rule,
+                :func:`~anime_recs.recommend.interactions.evidence_rule`; the query itself needs none).
 
         Returns:
             ``(mal_ids, similarities)``, most similar first; the query itself is excluded.
@@ -256,7 +264,7 @@ class AnimeRecommender(Catalogue, UserRatings, ModelRanking):
         mal_id = self.resolve_anime(query)
         pos = self._anime_position(mal_id)
         scores = self._A @ self._A[pos]
-        base = self._emb_has_meta.copy()
+        base = self._emb_has_meta & self.enough_evidence(min_ratings)[0]
         base[pos] = False
         steps = self._filter_steps(genres, types, None, None, "emb")
         steps = self._with_id_filters(steps, items, exclude)
@@ -269,6 +277,7 @@ class AnimeRecommender(Catalogue, UserRatings, ModelRanking):
         n: int = 10,
         genres: str | Iterable[str] | None = None,
         types: str | Iterable[str] | None = None,
+        min_ratings: int | None = None,
     ) -> pd.DataFrame:
         """Step 4: the anime most similar to ``query``, with their metadata.
 
@@ -278,6 +287,7 @@ class AnimeRecommender(Catalogue, UserRatings, ModelRanking):
             genres: Keep anime with ANY of these genres (the original's ``anime_rec_genres``,
                 at most three there; any number here, ``None`` entries ignored).
             types: Keep anime of these types (the original's ``types``).
+            min_ratings: See :meth:`similar_items`.
 
         Returns:
             Columns ``MAL_ID, Name, Similarity, English name, Japanese name, Genres, Type,
@@ -288,7 +298,7 @@ class AnimeRecommender(Catalogue, UserRatings, ModelRanking):
             UserInputError: see :meth:`similar_items`.
         """
         query_id = self.resolve_anime(query)
-        ids, sims = self.similar_items(query_id, n, genres=genres, types=types)
+        ids, sims = self.similar_items(query_id, n, genres=genres, types=types, min_ratings=min_ratings)
         frame = self._anime_frame(self._rows_of(ids), {"Similarity": sims})
         frame.attrs["query_id"] = query_id
         frame.attrs["query_name"] = str(self._names_arr[self._rows_of(np.array([query_id]))[0]])
@@ -303,8 +313,10 @@ class AnimeRecommender(Catalogue, UserRatings, ModelRanking):
         rng = np.random.default_rng(rng)
         return int(self._random_anime_pool[rng.integers(len(self._random_anime_pool))])
 
-    def similar_user_ids(self, user_id: int, n: int = 10) -> tuple[np.ndarray, np.ndarray]:
+    def similar_user_ids(self, user_id: int, n: int = 10, min_ratings: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Ids and cosine similarities of the ``n`` users most similar to ``user_id``.
+
+        Only users with at least ``min_ratings`` ratings are returned (None: the data's rule, as for anime).
 
         Raises:
             UserInputError: unknown user or bad ``n``.
@@ -312,11 +324,13 @@ class AnimeRecommender(Catalogue, UserRatings, ModelRanking):
         n = check_count(n, "n")
         pos = self._user_position(user_id)
         scores = self._U @ self._U[pos]
+        scores[~self.enough_evidence(min_ratings)[1]] = -np.inf
         scores[pos] = -np.inf  # never the user themself
         top = top_k(scores, n, None)
         return self._user_ids[top], scores[top]
 
-    def similar_users(self, user_id: int, n: int = 10, num_faves: int = 10, tv_only: bool = False) -> pd.DataFrame:
+    def similar_users(self, user_id: int, n: int = 10, num_faves: int = 10, tv_only: bool = False,
+                      min_ratings: int | None = None) -> pd.DataFrame:
         """Step 5: the users most similar to ``user_id`` and each one's favourite anime.
 
         Args:
@@ -334,7 +348,7 @@ class AnimeRecommender(Catalogue, UserRatings, ModelRanking):
             UserInputError: unknown user or bad counts.
         """
         num_faves = check_count(num_faves, "num_faves")
-        ids, sims = self.similar_user_ids(user_id, n)
+        ids, sims = self.similar_user_ids(user_id, n, min_ratings)
         group, index, _ = self._favourites(ids, num_faves, tv_only=bool(tv_only))
         rows = self._r_row[index]
         # Favourites are grouped by user already: cut them at the group boundaries.

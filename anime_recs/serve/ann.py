@@ -139,10 +139,19 @@ class IndexedRecommender(AnimeRecommender):
             logger.warning("user index recall@10 %.3f < %.2f: similar-users search stays exact", recall, MIN_RECALL)
         return recall
 
-    def similar_user_ids(self, user_id: int, n: int = 10, exact: bool = False) -> tuple[np.ndarray, np.ndarray]:
-        """As :meth:`AnimeRecommender.similar_user_ids`, through the index when attached and ``exact`` is False."""
+    def similar_user_ids(self, user_id: int, n: int = 10, min_ratings: int | None = None,
+                         exact: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """As :meth:`AnimeRecommender.similar_user_ids`, through the index when attached and ``exact`` is False.
+
+        The index is asked for more than ``n`` so users with too few ratings can be dropped; when too
+        few are left the exact search answers.
+        """
         if self.user_index is None or exact:
-            return super().similar_user_ids(user_id, n)
+            return super().similar_user_ids(user_id, n, min_ratings)
         n = check_count(n, "n")
-        rows, scores = self.user_index.search(self._user_position(user_id), n)
-        return self._user_ids[rows], scores
+        enough = self.enough_evidence(min_ratings)[1]
+        rows, scores = self.user_index.search(self._user_position(user_id), min(4 * n + 16, self.n_users - 1))
+        keep = (rows >= 0) & enough[np.maximum(rows, 0)]
+        if int(keep.sum()) < min(n, int(enough.sum()) - 1):
+            return super().similar_user_ids(user_id, n, min_ratings)
+        return self._user_ids[rows[keep][:n]], scores[keep][:n]

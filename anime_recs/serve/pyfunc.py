@@ -58,7 +58,7 @@ def _rows(query: str, answer: dict[str, Any], kind: str) -> list[dict[str, Any]]
         out.append({
             "query": query, "rank": rank, "id": int(r["user_id"] if is_user else r["MAL_ID"]),
             "name": str(r.get("favorite_animes", "")) if is_user else str(r["Name"]),
-            "score": next((float(r[k]) for k in ("Similarity", "Rank score", "n_similar_users") if r.get(k) is not None), np.nan),
+            "score": next((float(r[k]) for k in ("Similarity", "Match", "n_similar_users") if r.get(k) is not None), np.nan),
             "predicted_rating": float(r["Predicted rating"]) if r.get("Predicted rating") is not None else np.nan,
             "explanation": str(r.get("Explanation") or ""), "genres": str(r.get("Genres") or ""), "type": str(r.get("Type") or ""),
         })

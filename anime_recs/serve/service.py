@@ -102,7 +102,7 @@ class Service:
         """The model's recommendations for a known user."""
         frame = self.rec.recommend_by_model(user, check_n(n), types=types or None, genres=genres or None,
                                             min_score=min_score, max_score=max_score)
-        return self._answer(frame, ["Predicted rating", "Rank score"], query_user=int(frame.attrs["query_user"]),
+        return self._answer(frame, ["Match", "Predicted rating", "Rank score"], query_user=int(frame.attrs["query_user"]),
                             family=frame.attrs["model_family"])
 
     def recommend_from_similar_users(self, user: int, n: int = DEFAULTS["similar_user_recs"],
@@ -125,7 +125,7 @@ class Service:
         """Recommendations for someone known only by their ratings (fold-in)."""
         frame = recommend_new_user(self.rec, ratings, check_n(n), genres=genres or None, types=types or None,
                                    min_score=min_score, max_score=max_score)
-        return self._answer(frame, ["Predicted rating", "Rank score", "Explanation"], used=frame.attrs["used"],
+        return self._answer(frame, ["Match", "Predicted rating", "Rank score", "Explanation"], used=frame.attrs["used"],
                             skipped=frame.attrs["skipped"], family=frame.attrs["model_family"])
 
     def search(self, query: str, n: int = 8) -> dict[str, Any]:

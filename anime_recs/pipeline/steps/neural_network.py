@@ -274,11 +274,13 @@ def _publish(ctx: StepContext, model_cfg: dict[str, Any], model: RecommenderMode
                *outputs,
                ("embeddings_artifact", "embeddings_type", bundle_files,
                 f"The fitted {model.family} model as the recommenders load it (numpy, no TensorFlow)")]
-    refs = {}
-    for key, type_key, files, description in outputs:
-        refs[key] = ctx.log_artifact(str(model_cfg[key]), str(model_cfg[type_key]), files, description, metadata).ref
+    staged = {key: ctx.log_artifact(str(model_cfg[key]), str(model_cfg[type_key]), files, description, metadata)
+              for key, type_key, files, description in outputs}
+    refs = {key: artifact.ref for key, artifact in staged.items()}
     if model_cfg.get("register", True):  # the pyfunc model in the MLflow Model Registry (anime_recs@challenger)
         from anime_recs.pipeline.registry import register_trained_model
 
-        refs.update(register_trained_model(ctx, out / "bundle", refs["embeddings_artifact"], int(model.users.ids[0])))
+        # The store's own files (staged; publishing renames them), so MLflow's copy can be linked to them.
+        bundle = staged["embeddings_artifact"].path
+        refs.update(register_trained_model(ctx, bundle, refs["embeddings_artifact"], int(model.users.ids[0])))
     return refs

@@ -19,7 +19,7 @@ from anime_recs.pipeline.steps.recommend import RecommenderInputs, UserChoice, c
 
 logger = logging.getLogger(__name__)
 
-TABLE_COLUMNS = ["MAL_ID", "Name", "Similarity", "Predicted rating", "Explanation", "Genres", "Type", "Episodes", "Score"]
+TABLE_COLUMNS = ["MAL_ID", "Name", "Similarity", "Match", "Predicted rating", "Explanation", "Genres", "Type", "Episodes", "Score"]
 
 
 @dataclass(frozen=True)
@@ -40,24 +40,27 @@ def _publish_clouds(ctx: StepContext, prefs: UserPreferences, clouds: CloudOptio
 
 
 def run_similar_anime(ctx: StepContext, inputs: RecommenderInputs, anime_query: str, random_anime: bool, n: int,
-                      genres: list[str] | None, types: list[str] | None, output: str, output_type: str, seed: int) -> str:
+                      genres: list[str] | None, types: list[str] | None, output: str, output_type: str, seed: int,
+                      min_ratings: int | None = None) -> str:
     """Step 4: the anime most similar to a named (or random) anime."""
     rec = load_recommender(ctx, inputs)
     query = rec.random_anime(np.random.default_rng(seed)) if random_anime else anime_query
-    frame = rec.similar_anime(query, n, genres=genres or None, types=types or None)
-    title = f"anime similar to {frame.attrs['query_name']} (MAL_ID {frame.attrs['query_id']})"
+    frame = rec.similar_anime(query, n, genres=genres or None, types=types or None, min_ratings=min_ratings)
+    minimum = rec.enough_evidence(min_ratings)[2]
+    title = f"anime similar to {frame.attrs['query_name']} (MAL_ID {frame.attrs['query_id']}; rated by >= {minimum} users)"
     metadata = {"query": str(query), "query_id": int(frame.attrs["query_id"]), "query_name": frame.attrs["query_name"],
-                "genres": genres, "types": types}
+                "genres": genres, "types": types, "min_ratings": minimum}
     return publish_table(ctx, frame, output, output_type, title, title, metadata, TABLE_COLUMNS)
 
 
 def run_similar_users(ctx: StepContext, inputs: RecommenderInputs, choice: UserChoice, n: int, num_faves: int, tv_only: bool,
-                      output: str, output_type: str, id_output: str, id_type: str, seed: int) -> dict[str, str]:
+                      output: str, output_type: str, id_output: str, id_type: str, seed: int,
+                      min_ratings: int | None = None) -> dict[str, str]:
     """Step 5: the users most similar to one user, with their favourites; publishes the id used."""
     rec = load_recommender(ctx, inputs)
     user_id, source = choose_user(ctx, rec, choice, seed)
     print(f"query user {user_id} (from {source})", flush=True)
-    frame = rec.similar_users(user_id, n, num_faves=num_faves, tv_only=tv_only)
+    frame = rec.similar_users(user_id, n, num_faves=num_faves, tv_only=tv_only, min_ratings=min_ratings)
     table = frame.drop(columns=[c for c in ("favorite_ids",) if c in frame.columns])
     ref = publish_table(ctx, table, output, output_type, f"users similar to user {user_id}", f"users most similar to user {user_id}",
                         {"user_id": user_id, "user_source": source})
@@ -100,11 +103,12 @@ def run_user_recs(ctx: StepContext, inputs: RecommenderInputs, choice: UserChoic
 def run_model_recs(ctx: StepContext, inputs: RecommenderInputs, choice: UserChoice, n: int, types: list[str] | None,
                    genres: list[str] | None, min_score: float | None, max_score: float | None, output: str, output_type: str,
                    seed: int) -> str:
-    """Step 8: unseen anime ranked by the model's predicted rating for a user."""
+    """Step 8: unseen anime ranked by the model's rank score for a user (shown as Match, 0-100), with predicted ratings."""
     rec = load_recommender(ctx, inputs)
     user_id, source = choose_user(ctx, rec, choice, seed)
     print(f"query user {user_id} (from {source})", flush=True)
     frame = rec.recommend_by_model(user_id, n, types=types or None, genres=genres or None, min_score=min_score, max_score=max_score)
     metadata = {"user_id": user_id, "user_source": source, "types": types, "genres": genres, "min_score": min_score, "max_score": max_score}
     return publish_table(ctx, frame, output, output_type, f"model recommendations for user {user_id} ({rec.model.family} model)",
-                         f"top {n} unseen anime for user {user_id}, ranked by the {rec.model.family} model, with predicted ratings", metadata, TABLE_COLUMNS)
+                         f"top {n} unseen anime for user {user_id}, ranked by the {rec.model.family} model (Match: share of candidates "
+                         f"ranked lower), with predicted ratings", metadata, TABLE_COLUMNS)

@@ -84,7 +84,7 @@ $("recommend").addEventListener("click", async () => {
     const recs = await api("/api/new-user/recommendations", {
       method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ ratings, n: 9 }) });
     $("recs-note").textContent = `from your ${recs.used} ratings, model ${recs.version}` + (recs.note ? ` (${recs.note})` : "");
-    $("recs").replaceChildren(...recs.results.map((r) => card(r, `${r.Explanation} · predicted ${r["Predicted rating"].toFixed(1)}`)));
+    $("recs").replaceChildren(...recs.results.map((r) => card(r, `${r.Explanation} · match ${r.Match.toFixed(0)} · predicted ${r["Predicted rating"].toFixed(1)}`)));
   } catch (err) { showError(err.message); }
 });
 
@@ -104,7 +104,7 @@ $("show-user").addEventListener("click", async () => {
       api(`/api/users/${encodeURIComponent(user)}/similar?n=5&num_faves=3`)]);
     cloud("genre-cloud", prefs.genres);
     cloud("source-cloud", prefs.sources);
-    $("user-recs").replaceChildren(...recs.results.map((r) => card(r, `predicted ${r["Predicted rating"].toFixed(1)}`)));
+    $("user-recs").replaceChildren(...recs.results.map((r) => card(r, `match ${r.Match.toFixed(0)} · predicted ${r["Predicted rating"].toFixed(1)}`)));
     $("similar-users").tBodies[0].replaceChildren(...users.results.map((u) =>
       el("tr", {}, el("td", { textContent: u.user_id }), el("td", { textContent: u.Similarity.toFixed(2) }),
         el("td", { textContent: u.favorite_animes }))));
