@@ -40,7 +40,10 @@ def ran(tmp_path_factory: pytest.TempPathFactory, tracking_db: str) -> Iterator[
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("ANIME_RECS_ARTIFACTS", str(work / "artifacts"))
         patch.setenv("MLFLOW_TRACKING_URI", tracking_db)
-        patch.setenv("MLFLOW_EXPERIMENT_NAME", f"inprocess-{work.name}")  # this module's runs only
+        # This module's runs only, their artifacts in its temporary folder (an experiment MLflow creates from the
+        # name alone keeps them in ./mlruns of the working directory: the checkout).
+        mlflow.MlflowClient(tracking_db).create_experiment(f"inprocess-{work.name}", artifact_location=(work / "mlruns").as_uri())
+        patch.setenv("MLFLOW_EXPERIMENT_NAME", f"inprocess-{work.name}")
         patch.setenv("ANIME_RECS_WANDB_MODE", "disabled")
         for key in ("MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID", "ANIME_RECS_ARTIFACT_BACKEND", "ANIME_RECS_PARENT_RUN_ID"):
             patch.delenv(key, raising=False)

@@ -185,7 +185,7 @@ class _Folds:
                 scores = validation_scores(X, target, G, float(options["l2_per_count"]) * per_item, split.users)
                 totals[j] += validation_ndcg(scores, split)
             del G
-        return list(totals / len(self.splits))
+        return [float(value) for value in totals / len(self.splits)]
 
 
 def select_parameters(data: Interactions, p: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
