@@ -340,7 +340,7 @@ class EasePeer:
         """``B = I - P diag(1/diag(P))`` with ``P = (XᵀX + λI)⁻¹``."""
         import scipy.sparse as sp
 
-        from anime_recs.models.ease import inverse_spd
+        from anime_recs.models.linalg import inverse_spd
 
         users = train[cols.user].to_numpy(dtype=np.int64)
         items = train[cols.item].to_numpy(dtype=np.int64)

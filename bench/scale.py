@@ -7,16 +7,20 @@ chunks. Without it, each selected stage runs in a fresh subprocess and is measur
 - ``convert``: the download step's CSV -> parquet conversion and validation (``from_local``);
 - ``preprocess``: every rule, the ``num_reviews`` filter and the scaling, out of core;
 - ``train``: one streamed training epoch of the original architecture (``bench/train_scale.py``);
+- ``fit``: the default model family (``config/model/hybrid.yaml``, as ``python main.py`` composes it) fitted on
+  the clean file: reading it, the fit and saving the model as the neural_network step does; the saved model is
+  what ``bench/serve.py --model`` serves;
 - ``load``: what a recommender step does before its first answer: load the model, the clean ratings
   (only the columns it uses) and the anime table, and build ``AnimeRecommender``. The model has the
   clean file's users and anime with random 128-d embeddings (made in an untimed set-up process).
 
 It prints a table and ends with one machine-readable line:
-``preprocess_s=<x> preprocess_rss_gb=<y> train_epoch_s=<z> train_rss_gb=<w> recommender_load_s=<v>``
+``preprocess_s=<x> preprocess_rss_gb=<y> train_epoch_s=<z> train_rss_gb=<w> recommender_load_s=<v> fit_s=<f> fit_rss_gb=<g>``
 (``preprocess_*`` cover conversion plus preprocess: the data's path from the user's CSV to training input).
 
     python bench/scale.py --make                      # ~2 GB CSV in ~/.cache/anime_recs/scale (or --out)
     python bench/scale.py --stages convert,preprocess # the measurement
+    python bench/scale.py --stages fit                # the default family at full scale (after preprocess)
     python bench/scale.py --make --rows 1000000 --users 3000 --out /tmp/small/animelist.csv
 """
 
@@ -40,7 +44,7 @@ from anime_recs.data.synthetic import FULL_ANIME, FULL_ROWS, FULL_USERS
 
 # Outside the checkout (about 6 GB with the stages' outputs); ANIME_RECS_SCALE_DATA moves it.
 DEFAULT_OUT = Path(os.environ.get("ANIME_RECS_SCALE_DATA", Path.home() / ".cache" / "anime_recs" / "scale")) / "animelist.csv"
-STAGES = ("convert", "preprocess", "train", "load")
+STAGES = ("convert", "preprocess", "train", "fit", "load")
 
 # Each stage's child program: argv[1] is a JSON of its inputs; it prints one JSON line last.
 _CHILD_HEAD = """
@@ -67,6 +71,23 @@ options = PreprocessOptions(num_reviews=args["num_reviews"], drop_half_watched=T
 result = preprocess_file(Path(args["parquet"]), Path(args["clean"]), options, load_anime(args["anime"]),
                          memory_limit_gb=args["memory_limit_gb"])
 rows = result.rows
+"""
+
+# The default family on the clean file: what the neural_network step does with it (read, fit, save).
+FIT = """
+import pyarrow.parquet as pq
+from anime_recs.evaluation.datasets import pipeline_model_config
+from anime_recs.models import Interactions, build_model
+logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
+table = pq.read_table(args["clean"], columns=["user_id", "anime_id", "rating"])
+data = Interactions.from_frame(table.to_pandas(), (1.0, 10.0))
+del table
+config = pipeline_model_config()
+model = build_model({key: config[key] for key in ("family", "ranking", "rating")})
+model.fit(data)
+model.save(Path(args["model"]))
+rows = len(data)
+print(json.dumps({"family": model.family, "fit_info": model.fit_info}), file=sys.stderr)
 """
 
 # Untimed set-up of the load stage: a model over the clean file's users and anime (random unit 128-d embeddings:
@@ -125,13 +146,13 @@ def make(args: argparse.Namespace) -> None:
     print(f"wrote {out} ({rows:,} rows, {size:.2f} GB) in {seconds:.0f} s and {out.parent / 'all_anime.csv'}")
 
 
-def _child(body: str, inputs: dict[str, object]) -> Measured:
-    """Run ``body`` in a fresh interpreter; its last stdout line is its measurement."""
+def _child(body: str, inputs: dict[str, object], progress: bool = False) -> Measured:
+    """Run ``body`` in a fresh interpreter; its last stdout line is its measurement (``progress``: its log to stderr)."""
     code = _CHILD_HEAD + body + _CHILD_TAIL
     done = subprocess.run([sys.executable, "-c", code, json.dumps(inputs)], check=False, cwd=REPO,
-                          capture_output=True, text=True)
+                          stdout=subprocess.PIPE, stderr=None if progress else subprocess.PIPE, text=True)
     if done.returncode != 0:
-        raise SystemExit(f"error: stage failed:\n{done.stderr[-3000:]}")
+        raise SystemExit(f"error: stage failed (exit {done.returncode}):\n{(done.stderr or '')[-3000:]}")
     numbers = json.loads(done.stdout.strip().splitlines()[-1])
     return Measured("", numbers["seconds"], numbers["peak_rss_gb"], numbers["rows"])
 
@@ -163,6 +184,16 @@ def stage_load(args: argparse.Namespace, work: Path) -> Measured:
     return measured
 
 
+def stage_fit(args: argparse.Namespace, work: Path) -> Measured:
+    """The default family fitted on the clean file (read + fit + save), in a fresh process."""
+    clean = work / "preprocessed_stats.parquet"
+    if not clean.is_file():
+        raise SystemExit(f"error: {clean} is missing; run the preprocess stage first (--stages preprocess,fit)")
+    measured = _child(FIT, {"clean": str(clean), "model": str(work / "default_model")}, progress=True)
+    measured.note = f"default family, saved to {work / 'default_model'} (bench/serve.py --model serves it)"
+    return measured
+
+
 def stage_train(args: argparse.Namespace, work: Path) -> Measured:
     """One streamed training epoch of the original architecture (batch 10,000, embedding 128) over the clean file."""
     clean = work / "preprocessed_stats.parquet"
@@ -179,7 +210,8 @@ def stage_train(args: argparse.Namespace, work: Path) -> Measured:
 
 
 RUNNERS: dict[str, Callable[[argparse.Namespace, Path], Measured]] = {
-    "convert": stage_convert, "preprocess": stage_preprocess, "train": stage_train, "load": stage_load,
+    "convert": stage_convert, "preprocess": stage_preprocess, "train": stage_train, "fit": stage_fit,
+    "load": stage_load,
 }
 
 
@@ -219,9 +251,10 @@ def report(results: list[Measured]) -> None:
     seconds = sum(m.seconds for m in data)
     rss = max(m.peak_rss_gb for m in data)
     print(f"{'total data':<11}{seconds:>9.1f}{rss:>13.2f}{'':>14}  convert + preprocess (target: < 240 s, < 6 GB)")
-    print("targets of the others: one epoch < 8 GB; load < 20 s, < 4 GB\n")
+    print("targets of the others: one epoch < 8 GB; fit < 1,800 s, < 16 GB; load < 20 s, < 4 GB\n")
     print(f"preprocess_s={seconds:.1f} preprocess_rss_gb={rss:.2f} train_epoch_s={by['train'].seconds:.1f} "
-          f"train_rss_gb={by['train'].peak_rss_gb:.2f} recommender_load_s={by['load'].seconds:.1f}")
+          f"train_rss_gb={by['train'].peak_rss_gb:.2f} recommender_load_s={by['load'].seconds:.1f} "
+          f"fit_s={by['fit'].seconds:.1f} fit_rss_gb={by['fit'].peak_rss_gb:.2f}")
 
 
 def main(argv: list[str] | None = None) -> None:

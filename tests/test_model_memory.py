@@ -11,7 +11,7 @@ import pytest
 import scipy.sparse as sp
 
 from anime_recs.core.errors import UserInputError
-from anime_recs.models import Interactions, build_model, ease
+from anime_recs.models import Interactions, build_model, linalg
 from anime_recs.models import neighbourhood as nb
 from anime_recs.models.ease import ease_weights
 
@@ -76,7 +76,7 @@ def test_blocked_ease_weights_match_the_closed_form(monkeypatch: pytest.MonkeyPa
     expected = C - P * (np.diag(C) / np.diag(P))[None, :]
     np.fill_diagonal(expected, 0.0)
     for block in (2048, 17):  # one block, then uneven blocks
-        monkeypatch.setattr(ease, "_BLOCK_ROWS", block)
+        monkeypatch.setattr(linalg, "BLOCK_ROWS", block)
         np.testing.assert_allclose(ease_weights(X, Y, 7.0), expected, atol=1e-5)
 
 

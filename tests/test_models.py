@@ -234,3 +234,38 @@ def test_a_dislike_never_raises_what_is_like_it(fitted: SimpleNamespace, same_cl
     high = fold_in(model, np.r_[loved, disliked], np.array([9.0, 10.0, 9.0, 10.0])).rank_scores
     assert (low[neighbours] <= base[neighbours] + 1e-6).all(), (fitted.family, base[neighbours], low[neighbours])
     assert (high[neighbours] > base[neighbours]).all(), (fitted.family, base[neighbours], high[neighbours])
+
+
+def test_subsample_keeps_each_rating_with_its_ids() -> None:
+    data = Interactions.from_frame(WORLD.raw, (1.0, 10.0))
+    sample = data.subsample(max_users=10, max_items=15, seed=1)
+    assert sample.shape == (10, 15)
+    counts = np.bincount(data.item_rows, minlength=data.shape[1])
+    assert set(sample.items.ids.tolist()) == set(data.items.ids[np.argsort(-counts, kind="stable")[:15]].tolist())
+    triples = set(zip(data.users.ids[data.user_rows].tolist(), data.items.ids[data.item_rows].tolist(), data.ratings.tolist()))
+    kept = set(zip(sample.users.ids[sample.user_rows].tolist(), sample.items.ids[sample.item_rows].tolist(), sample.ratings.tolist()))
+    expected = {t for t in triples if t[0] in set(sample.users.ids.tolist()) and t[1] in set(sample.items.ids.tolist())}
+    assert kept == expected and len(kept) == len(sample)
+    assert data.subsample(1000, 1000, 0) is data
+
+
+def test_beyond_its_caps_the_default_fits_on_samples_and_still_answers_every_user() -> None:
+    """What keeps the full MyAnimeList fit in minutes (bench/scale.py --stages fit), on the planted world."""
+    config = {"family": "hybrid", "ranking": {"embedding_size": 8, "selection_users": 18, "selection_items": 20},
+              "rating": {"factors": 4, "fit_users": 18}}
+    data = Interactions.from_frame(WORLD.raw, (1.0, 10.0))
+    model = build_model(config).fit(data)
+    assert model.fit_info["ranking"]["selection"]["sample"]["users"] == 18
+    assert model.fit_info["ranking"]["selection"]["sample"]["items"] == 20
+    assert model.fit_info["rating"]["fit_users"] == 18
+    users, items = np.meshgrid(np.arange(len(data.users)), np.arange(len(data.items)), indexing="ij")
+    predicted = model.predict(users.ravel(), items.ravel()).reshape(users.shape)
+    same = np.equal.outer([WORLD.user_cluster[int(u)] for u in data.users.ids],
+                          [WORLD.anime_cluster[int(a)] for a in data.items.ids])
+    # Every user, in the samples or not, has a bias, residuals and factors: the clusters show in each row.
+    per_user_gap = np.array([predicted[u][same[u]].mean() - predicted[u][~same[u]].mean() for u in range(len(data.users))])
+    assert np.all(per_user_gap > 0.5), per_user_gap.round(2)
+    rec = AnimeRecommender(model=model, ratings=WORLD.raw, anime=WORLD.anime)
+    own = [np.mean([WORLD.anime_cluster[int(i)] == WORLD.user_cluster[int(uid)] for i in rec.recommend(int(uid), n=5)[0]])
+           for uid in WORLD.user_ids]
+    assert np.mean(own) >= EXPECTED_SHARE["hybrid"][2]

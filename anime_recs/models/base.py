@@ -111,6 +111,30 @@ class Interactions:
         return Interactions(self.users, self.items, self.user_rows[positions], self.item_rows[positions],
                             self.ratings[positions], self.rating_scale)
 
+    def subsample(self, max_users: int, max_items: int, seed: int) -> Interactions:
+        """At most ``max_users`` users (at random) and their ratings of the ``max_items`` most-rated items, re-encoded.
+
+        Returns ``self`` when both caps already hold. Used where a choice made on part of a large
+        data set stands for the whole (fit-time selection at full scale).
+        """
+        n_users, n_items = self.shape
+        if n_users <= max_users and n_items <= max_items:
+            return self
+        rng = np.random.default_rng(seed)
+        keep_users = np.zeros(n_users, bool)
+        keep_users[rng.choice(n_users, min(max_users, n_users), replace=False)] = True
+        counts = np.bincount(self.item_rows, minlength=n_items)
+        keep_items = np.zeros(n_items, bool)
+        keep_items[np.argsort(-counts, kind="stable")[:max_items]] = True
+        positions = np.flatnonzero(keep_users[self.user_rows] & keep_items[self.item_rows])
+        user_map = np.cumsum(keep_users) - 1
+        item_map = np.cumsum(keep_items) - 1
+        return Interactions(IdEncoder.from_sorted(self.users.ids[keep_users], self.users.kind),
+                            IdEncoder.from_sorted(self.items.ids[keep_items], self.items.kind),
+                            user_map[self.user_rows[positions]].astype(np.int32),
+                            item_map[self.item_rows[positions]].astype(np.int32),
+                            self.ratings[positions], self.rating_scale)
+
     def holdout(self, fraction: float, seed: int) -> tuple[Interactions, Interactions]:
         """Hold out ``fraction`` of each user's interactions (users with >= 5 keep all but those).
 

@@ -34,101 +34,73 @@ import logging
 from typing import Any, ClassVar
 
 import numpy as np
-import scipy.linalg as sla
 import scipy.sparse as sp
 
 from anime_recs.core.errors import UserInputError
 from anime_recs.models.base import DISLIKE_THRESHOLD, FoldIn, Interactions, RecommenderModel, biases, disliked, spectral_vectors
+from anime_recs.models.linalg import BLOCK_ROWS, blocks, cross_gram, for_each_block, inverse_spd, workers
 from anime_recs.models.selection import SelectionLog, validation_ndcg, validation_split
 
 logger = logging.getLogger(__name__)
 
 
-#: Rows per block when a dense n x n matrix is rewritten in place (bounds the temporaries).
-_BLOCK_ROWS = 2048
 #: Elements of a dense block temporary in the validation scorer (32 M float64 = 256 MB).
 _BLOCK_ELEMENTS = 1 << 25
 
 
-def inverse_spd(matrix: np.ndarray) -> np.ndarray:
-    """Inverse of a symmetric positive-definite float64 matrix by Cholesky, in ``matrix``'s own memory."""
-    factor, _ = sla.cho_factor(matrix, lower=True, overwrite_a=True, check_finite=False)
-    inverse, info = sla.lapack.dpotri(factor, lower=1, overwrite_c=1)
-    if info != 0:
-        raise UserInputError(f"EASE: the regularised Gram matrix is not positive definite (LAPACK info {info}); raise l2_per_count")
-    # dpotri fills the lower triangle; mirror it block by block so no second n x n array is needed.
-    n = inverse.shape[0]
-    for start in range(0, n, _BLOCK_ROWS):
-        stop = min(start + _BLOCK_ROWS, n)
-        diagonal = inverse[start:stop, start:stop]
-        diagonal[...] = np.tril(diagonal) + np.tril(diagonal, -1).T
-        inverse[start:stop, stop:] = inverse[stop:, start:stop].T
-    return inverse
-
-
 def gram(X: sp.csr_matrix) -> np.ndarray:
-    """``XᵀX`` as a dense float64 n x n array, a block of columns at a time."""
-    X64 = X.astype(np.float64).tocsc()
-    Xt = X64.T.tocsr()
-    n = X.shape[1]
-    G = np.empty((n, n))
-    for start in range(0, n, _BLOCK_ROWS):
-        stop = min(start + _BLOCK_ROWS, n)
-        G[:, start:stop] = (Xt @ X64[:, start:stop]).toarray()
-    return G
+    """``XᵀX`` as a dense float64 n x n array (blocks of columns, one thread per core)."""
+    return cross_gram(X)
 
 
 def ease_weights(X: sp.csr_matrix, Y: sp.csr_matrix, l2: float, G: np.ndarray | None = None) -> np.ndarray:
     """Item-item weights ``B`` (float32, zero diagonal) mapping input rows ``X`` to targets ``Y``.
 
-    ``G`` is ``XᵀX`` when the caller keeps it for several λ (it is not modified). The products are
-    built a block of columns at a time, so the peak is two float64 n x n arrays (three with ``G``)
-    plus the ratings; see :meth:`EASE.memory_estimate`.
+    ``G`` is ``XᵀX`` when the caller keeps it for several λ (it is not modified). ``P = (G + λI)⁻¹``
+    and ``C = P XᵀY`` are built in place (``XᵀY`` is overwritten a block of columns at a time), so the
+    peak is two float64 n x n arrays (three with ``G``) plus the ratings; see :meth:`EASE.memory_estimate`.
     """
     P = gram(X) if G is None else G.copy()
-    Xt = X.astype(np.float64).T.tocsr()
-    Y64 = Y.astype(np.float64).tocsc()
-    n = X.shape[1]
-    blocks = [(start, min(start + _BLOCK_ROWS, n)) for start in range(0, n, _BLOCK_ROWS)]
     P[np.diag_indices_from(P)] += l2
     P = inverse_spd(P)
-    C = np.empty((n, n))
-    for start, stop in blocks:
-        C[:, start:stop] = P @ (Xt @ Y64[:, start:stop]).toarray()
+    C = cross_gram(X, Y)
+    for start, stop in blocks(C.shape[1]):  # BLAS uses every core inside each product
+        C[:, start:stop] = P @ C[:, start:stop]
     P *= (np.diag(C) / np.diag(P))[None, :]
     C -= P
     del P
     np.fill_diagonal(C, 0.0)
-    B = np.empty((n, n), np.float32)
-    for start, stop in blocks:  # float32 a block at a time: no second full-size temporary
+    B = np.empty(C.shape, np.float32)
+    for start, stop in blocks(C.shape[0]):  # float32 a block at a time: no second full-size temporary
         B[start:stop] = C[start:stop]
     return B
 
 
-def validation_scores(X: sp.csr_matrix, Y: sp.csr_matrix, G: np.ndarray, l2: float, rows: np.ndarray) -> np.ndarray:
+def validation_scores(X: sp.csr_matrix, G: np.ndarray, M: np.ndarray, l2: float, rows: np.ndarray) -> np.ndarray:
     """``X[rows] @ B`` for ``B = ease_weights(X, Y, l2)`` without forming ``B``: what a candidate λ scores.
 
-    With ``P = (G + λI)⁻¹``: ``x B = (x P) Xᵀ Y − (x P) diag(γ)``, ``γ_j = (P XᵀY)_jj / P_jj``, and the
-    diagonal is summed over the liked entries of ``Y`` a block of users at a time. One Cholesky inverse
-    (~⅔ n³) per λ instead of the inverse and an n x n x n product.
+    ``G = XᵀX`` and ``M = XᵀY`` (dense, shared by every λ). With ``P = (G + λI)⁻¹``:
+    ``x B = (x P) M − (x P) diag(γ)``, ``γ_j = (P M)_jj / P_jj``; the diagonal of ``P M`` is a
+    row-wise sum (n² work). One Cholesky inverse (~n³) per λ and ``2·len(rows)·n²`` for the scores,
+    whatever the number of users behind ``G``.
     """
     P = G.copy()
     P[np.diag_indices_from(P)] += l2
     P = inverse_spd(P)
-    X64, Y64 = X.astype(np.float64).tocsr(), Y.astype(np.float64).tocsr()
-    diag = np.zeros(P.shape[0])
-    block = max(1, _BLOCK_ELEMENTS // max(P.shape[0], 1))
-    for start in range(0, X.shape[0], block):
-        XP = X64[start:start + block] @ P
-        liked = Y64[start:start + block].tocoo()
-        np.add.at(diag, liked.col, XP[liked.row, liked.col] * liked.data)
+    diag = np.empty(P.shape[0])
+    for start, stop in blocks(P.shape[0]):
+        diag[start:stop] = np.einsum("ij,ji->i", P[start:stop], M[:, start:stop])
     gamma = diag / np.diag(P)
-    Yt = Y64.T.tocsr()
+    X64 = X.astype(np.float64).tocsr()
     scores = np.empty((len(rows), P.shape[0]), np.float32)
-    step = max(1, _BLOCK_ELEMENTS // max(X.shape[0], 1))  # bounds the users x block temporary
-    for start in range(0, len(rows), step):
-        XP = X64[rows[start:start + step]] @ P
-        scores[start:start + step] = (Yt @ (X64 @ XP.T)).T - XP * gamma[None, :]
+
+    def score(start: int, stop: int) -> None:
+        XP = X64[rows[start:stop]] @ P  # a sparse product: one thread each, so blocks run side by side
+        scores[start:stop] = XP @ M - XP * gamma[None, :]
+
+    # Blocks bound the users x n temporaries; at least one block per core.
+    step = max(1, min(_BLOCK_ELEMENTS // max(P.shape[0], 1), -(-len(rows) // workers())))
+    for_each_block(score, len(rows), step)
     return scores
 
 
@@ -161,31 +133,48 @@ class _Folds:
     """Repeated validation splits of one training set; a candidate's score is its mean nDCG@10 over them.
 
     One split of a few hundred users is noisy (on MyAnimeList head-100k the best λ on single splits
-    ranged over x1-x2 of the rule); the mean of ``validation_folds`` splits (different seeds) is steadier.
+    ranged over x1-x2 of the rule), so splits are added (different seeds) until ``validation_users``
+    users are scored in all, at most ``validation_folds``: a large data set scores its
+    ``validation_users`` in one split. On a data set beyond ``selection_users`` users or
+    ``selection_items`` items the choice is made on a random sample of that many users and their
+    ratings of that many most-rated items (λ keeps its meaning: ``l2_per_count`` times the sample's
+    ratings per item over the *whole* catalogue, since the Gram matrix grows with the users behind it).
     """
 
     def __init__(self, data: Interactions, p: dict[str, Any]) -> None:
-        self.splits = [validation_split(data, float(p["like_threshold"]), float(p["validation_fraction"]),
-                                        int(p["validation_users"]), int(p["seed"]) + fold)
-                       for fold in range(max(1, int(p["validation_folds"])))]
-        self.targets = []
-        for split in self.splits:
+        sample = data.subsample(int(p["selection_users"]), int(p["selection_items"]), int(p["seed"]))
+        # Ratings per item over the whole catalogue of the users in the sample, against those of the sample itself.
+        ratings_of_sample = int(np.isin(data.users.ids, sample.users.ids)[data.user_rows].sum()) if sample is not data else len(data)
+        self.sample_share = len(sample) / max(ratings_of_sample, 1)
+        self.per_item_scale = 1.0 if sample is data else \
+            (ratings_of_sample / len(data.items)) / max(len(sample) / max(len(sample.items), 1), 1e-12)
+        self.sample_shape = sample.shape
+        self.splits, self.targets = [], []
+        for fold in range(max(1, int(p["validation_folds"]))):
+            split = validation_split(sample, float(p["like_threshold"]), float(p["validation_fraction"]),
+                                     int(p["validation_users"]), int(p["seed"]) + fold)
             target = split.fit_part.matrix(split.fit_part.liked(float(p["like_threshold"])))
             target.eliminate_zeros()
+            self.splits.append(split)
             self.targets.append(target)
+            if sum(len(s.users) for s in self.splits) >= int(p["validation_users"]):
+                break
 
     def score(self, candidates: list[dict[str, Any]]) -> list[float]:
         """Mean validation nDCG@10 of candidates that share one input weighting (one Gram matrix per fold)."""
         totals = np.zeros(len(candidates))
         for split, target in zip(self.splits, self.targets):
             X = graded_input(split.fit_part, candidates[0])
-            G = gram(X)
-            per_item = len(split.fit_part) / max(len(split.fit_part.items), 1)
+            G, M = gram(X), cross_gram(X, target)
+            per_item = len(split.fit_part) / max(len(split.fit_part.items), 1) * self.per_item_scale
             for j, options in enumerate(candidates):
-                scores = validation_scores(X, target, G, float(options["l2_per_count"]) * per_item, split.users)
+                scores = validation_scores(X, G, M, float(options["l2_per_count"]) * per_item, split.users)
                 totals[j] += validation_ndcg(scores, split)
-            del G
-        return [float(value) for value in totals / len(self.splits)]
+            del G, M
+        values = [float(value) for value in totals / len(self.splits)]
+        for options, value in zip(candidates, values):
+            logger.info("EASE selection: %s -> validation nDCG@10 %.4f", _chosen(options), value)
+        return values
 
 
 def select_parameters(data: Interactions, p: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -226,6 +215,7 @@ def select_parameters(data: Interactions, p: dict[str, Any]) -> tuple[dict[str, 
     chosen = {key: best[key] for key in ("l2_per_count", "liked_weight", "disliked_weight")}
     info = {"chosen": chosen, "val_ndcg": best["val_ndcg"], "unconstrained_val_ndcg": round(unconstrained, 5),
             "constraint_gain": round(best["val_ndcg"] - unconstrained, 5), "folds": len(folds.splits),
+            "sample": {"users": folds.sample_shape[0], "items": folds.sample_shape[1], "ratings_share": round(folds.sample_share, 4)},
             "validation_users": int(np.mean([len(split.users) for split in folds.splits])), "candidates": log.tried}
     return chosen, info
 
@@ -252,7 +242,8 @@ class EASE(RecommenderModel):
     hybrid_part = "ranking"
     defaults: ClassVar[dict[str, Any]] = {"l2_per_count": 80.0, "liked_weight": 2.0, "like_threshold": 0.75,
                                           "disliked_weight": 0.0, "dislike_threshold": DISLIKE_THRESHOLD, "select": True,
-                                          "validation_fraction": 0.2, "validation_users": 5000, "validation_folds": 3, "embedding_size": 64,
+                                          "validation_fraction": 0.2, "validation_users": 5000, "validation_folds": 3,
+                                          "selection_users": 20000, "selection_items": 10000, "embedding_size": 64,
                                           "reg_item": 10.0, "reg_user": 15.0, "bias_sweeps": 10, "seed": 0}
 
     def _fit(self, data: Interactions) -> None:
@@ -272,7 +263,9 @@ class EASE(RecommenderModel):
         target.eliminate_zeros()
         per_item = len(data) / max(len(data.items), 1)
         l2 = float(p["l2_per_count"]) * per_item
+        logger.info("EASE: weights for %d anime at lambda %.1f ...", len(data.items), l2)
         self._B = ease_weights(self._X, target, l2)
+        logger.info("EASE: weights done; representations (SVD) ...")
         self._mu, self._b_user, self._b_item = biases(data, float(p["reg_item"]), float(p["reg_user"]), int(p["bias_sweeps"]))
         chose = data.matrix(1.0 + float(p["liked_weight"]) * data.liked(float(p["like_threshold"]))).astype(np.float32)
         self._U, self._V = spectral_vectors(chose.tocsr(), int(p["embedding_size"]), int(p["seed"]))
@@ -290,11 +283,13 @@ class EASE(RecommenderModel):
         SVD's dense users x (k + 10) work arrays.
         """
         n2, k = n_items**2, int(self.params["embedding_size"]) + 10
-        weights = 16 * n2 + 64 * n_ratings + 24 * n_items * min(_BLOCK_ROWS, n_items)
-        if self.params["select"]:  # the kept Gram matrix, the validation scores and the scorer's block temporaries
-            m = min(int(self.params["validation_users"]), n_users)
-            step = max(1, _BLOCK_ELEMENTS // max(n_users, 1))
-            weights += 8 * n2 + 4 * m * n_items + 16 * min(_BLOCK_ELEMENTS, n_users * m) + 8 * min(m, step) * n_items
+        weights = 16 * n2 + 64 * n_ratings + 24 * n_items * min(BLOCK_ROWS, n_items)
+        if self.params["select"]:  # on the sample: G, M and P (n x n each), the validation scores and the scorer's blocks
+            s_items = min(n_items, int(self.params["selection_items"]))
+            m = min(int(self.params["validation_users"]), n_users, int(self.params["selection_users"]))
+            step = min(m, max(1, _BLOCK_ELEMENTS // max(s_items, 1)))
+            selecting = 24 * s_items**2 + 4 * m * s_items + 3 * 8 * step * s_items + 64 * n_ratings
+            weights = max(weights, selecting)
         svd = 4 * n2 + 44 * n_ratings + 40 * k * (n_users + n_items)
         return int(max(weights, svd))
 

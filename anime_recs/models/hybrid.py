@@ -38,6 +38,7 @@ class Hybrid(RecommenderModel):
             raise UserInputError("model family 'hybrid' takes two option groups, model.ranking and model.rating")
         self.ranker = EASE(**(ranking or {}))
         self.rater = Neighbourhood(**(rating or {}))
+        self.rater.representations = False  # similar anime/users use the ranking part's vectors
         super().__init__(ranking=self.ranker.params, rating=self.rater.params)
 
     def _fit(self, data: Interactions) -> None:

@@ -39,6 +39,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from anime_recs.models.base import FoldIn, Interactions, RecommenderModel, biases, spectral_vectors
+from anime_recs.models.linalg import for_each_block
 
 logger = logging.getLogger(__name__)
 
@@ -70,8 +71,9 @@ def _pearson_baseline(residual: sp.csr_matrix, rated: sp.csr_matrix, rows: np.nd
     elif squared is None:
         squared = residual.multiply(residual).tocsr()
     block = max(1, _BLOCK_ELEMENTS // max(n_entities, 1))
-    for start in range(0, len(rows), block):
-        chunk = rows[start : start + block]
+
+    def similarities(start: int, stop: int) -> None:
+        chunk = rows[start:stop]
         if dense:
             R, M = all_r[chunk], all_m[chunk]
             num, sq_self = R @ all_r.T, (R * R) @ all_m.T
@@ -84,8 +86,9 @@ def _pearson_baseline(residual: sp.csr_matrix, rated: sp.csr_matrix, rows: np.nd
             common = (M @ rated.T).toarray()
         with np.errstate(divide="ignore", invalid="ignore"):
             sim = num / np.sqrt(sq_self * sq_other)
-        out[start : start + len(chunk)] = np.where(np.isfinite(sim) & (common > 1),
-                                                   sim * (common - 1) / (common - 1 + shrinkage), 0.0)
+        out[start:stop] = np.where(np.isfinite(sim) & (common > 1), sim * (common - 1) / (common - 1 + shrinkage), 0.0)
+
+    for_each_block(similarities, len(rows), block)
     return out
 
 
@@ -126,8 +129,8 @@ def _als_side(ratings: sp.csr_matrix, fixed: np.ndarray, reg: float) -> np.ndarr
     out = np.zeros((n_rows, f))
     block = max(1, _BLOCK_ELEMENTS // (f * f))
     eye = np.eye(f)
-    for start in range(0, n_rows, block):
-        stop = min(start + block, n_rows)
+
+    def solve(start: int, stop: int) -> None:
         if whole is not None:
             gram = indicator[start:stop] @ whole
         else:
@@ -136,6 +139,8 @@ def _als_side(ratings: sp.csr_matrix, fixed: np.ndarray, reg: float) -> np.ndarr
         gram = gram.reshape(-1, f, f) + reg * np.maximum(counts[start:stop], 1)[:, None, None] * eye
         rhs = ratings[start:stop] @ fixed
         out[start:stop] = np.linalg.solve(gram, rhs[..., None])[..., 0]
+
+    for_each_block(solve, n_rows, block)
     return out
 
 
@@ -169,6 +174,22 @@ class _Parts:
         for _ in range(int(p["iterations"])):
             self.P = _als_side(self.residual, self.Q, float(p["factor_reg"]))
             self.Q = _als_side(residual_t, self.P, float(p["factor_reg"]))
+
+    def extend_to(self, data: Interactions, reg_user: float, factor_reg: float) -> None:
+        """Give every user of ``data`` a bias, residuals and factors, keeping the fitted item side.
+
+        Used when the parts were fitted on a sample of users: each user's bias is the regularised mean
+        of their ratings against ``mu`` and the item biases (the bias model's user step) and their
+        factors one ALS-WR user step against the fitted item factors; the sample's users get the same.
+        """
+        n_users = data.shape[0]
+        counts = np.bincount(data.user_rows, minlength=n_users)
+        offset = data.ratings - self.mu - self.b_item[data.item_rows]
+        self.b_user = np.bincount(data.user_rows, weights=offset, minlength=n_users) / (counts + reg_user)
+        self.residual = data.matrix(offset - self.b_user[data.user_rows]).astype(np.float32).tocsr()
+        self.rated = data.matrix().astype(np.float32).tocsr()
+        self.__dict__.pop("squared", None)
+        self.P = _als_side(self.residual, self.Q, factor_reg)
 
     @functools.cached_property
     def squared(self) -> sp.csr_matrix:
@@ -258,11 +279,16 @@ class Neighbourhood(RecommenderModel):
     hybrid_part = "rating"
     defaults: ClassVar[dict[str, Any]] = {"reg_item": 10.0, "reg_user": 15.0, "bias_sweeps": 10, "k": 40, "shrinkage": 100.0,
                                 "user_candidates": 400, "factors": 64, "factor_reg": 0.1, "iterations": 10,
-                                "blend_fraction": 0.1, "blend_users": 5000, "embedding_size": 64, "seed": 0}
+                                "blend_fraction": 0.1, "blend_users": 2000, "fit_users": 20000, "embedding_size": 64,
+                                "seed": 0}
+
+    #: Whether :meth:`fit` makes the SVD representations (the hybrid uses its ranking part's instead).
+    representations = True
 
     def _fit(self, data: Interactions) -> None:
         p = self.params
-        fit_part, held = data.holdout(float(p["blend_fraction"]), int(p["seed"]))
+        sample = data.subsample(int(p["fit_users"]), data.shape[1], int(p["seed"]))
+        fit_part, held = sample.holdout(float(p["blend_fraction"]), int(p["seed"]))
         weights = np.ones(3)
         held = _sample_users(held, int(p["blend_users"]), int(p["seed"]))
         if len(held) >= 10:
@@ -275,9 +301,16 @@ class Neighbourhood(RecommenderModel):
             del first  # before the final fit: never two item-similarity matrices at once
         del fit_part, held
         self._weights = weights.astype(np.float64)
-        self._parts = _Parts(data, p)
-        self._U, self._V = spectral_vectors(data.matrix(), int(p["embedding_size"]), int(p["seed"]))
+        logger.info("neighbourhood: final fit on %d users ...", sample.shape[0])
+        self._parts = _Parts(sample, p)
+        if sample is not data:  # every user's bias, residuals and factors against the sample's item side
+            self._parts.extend_to(data, float(p["reg_user"]), float(p["factor_reg"]))
+        self._U = self._V = None
+        if self.representations:
+            self._U, self._V = spectral_vectors(data.matrix(), int(p["embedding_size"]), int(p["seed"]))
         self.fit_info = {"blend": [round(float(w), 3) for w in weights]}
+        if sample is not data:
+            self.fit_info["fit_users"] = sample.shape[0]
         logger.info("neighbourhood blend weights (item, user, factors): %s", self.fit_info["blend"])
 
     def memory_estimate(self, n_users: int, n_items: int, n_ratings: int) -> int:
@@ -298,7 +331,10 @@ class Neighbourhood(RecommenderModel):
         gram_rows = min(biggest, max(1, _BLOCK_ELEMENTS // (f * f)))
         als = 8 * f * f * (outer_rows + 2 * gram_rows)
         factors = 8 * f * (n_users + n_items)
-        return int(4 * n_items**2 + 100 * n_ratings + similarity_blocks + als + factors + 40 * k * (n_users + n_items))
+        share = min(1.0, int(self.params["fit_users"]) / max(n_users, 1))
+        extended = 48 * n_ratings if share < 1 else 0  # every user's residual, indicator and squares beside the sample's
+        svd = 40 * k * (n_users + n_items) if self.representations else 0
+        return int(4 * n_items**2 + 100 * share * n_ratings + extended + similarity_blocks + als + factors + svd)
 
     def baseline(self) -> tuple[float, np.ndarray, np.ndarray]:
         """The bias baseline the neighbourhoods and factors correct."""
@@ -367,7 +403,7 @@ class Neighbourhood(RecommenderModel):
         parts = self._parts
         return {"weights": self._weights, "mu": np.array([parts.mu]), "b_user": parts.b_user, "b_item": parts.b_item,
                 "residual": parts.residual, "item_sim": parts.item_sim, "P": parts.P, "Q": parts.Q,
-                "user_vectors": self._U, "item_vectors": self._V}
+                **({"user_vectors": self._U, "item_vectors": self._V} if self._U is not None else {})}
 
     def set_state_arrays(self, arrays: dict[str, Any]) -> None:
         parts = _Parts.__new__(_Parts)
@@ -379,4 +415,4 @@ class Neighbourhood(RecommenderModel):
         parts.rated.data = np.ones_like(parts.rated.data)
         parts.item_sim, parts.P, parts.Q = arrays["item_sim"], arrays["P"], arrays["Q"]
         self._parts, self._weights = parts, arrays["weights"]
-        self._U, self._V = arrays["user_vectors"], arrays["item_vectors"]
+        self._U, self._V = arrays.get("user_vectors"), arrays.get("item_vectors")
