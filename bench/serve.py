@@ -1,20 +1,24 @@
 """HTTP latency of every ``anime-recs serve`` endpoint at full MyAnimeList scale, under a bounded load on 127.0.0.1.
 
-A server process builds the synthetic world of ``bench/query.py`` (by default 325k
-users x 17.5k anime x 128-dim embeddings, ~5M ratings) and serves it with the real app
-(:func:`anime_recs.serve.app.create_app`, uvicorn, one worker). This process then
-sends ``--requests`` requests per endpoint from ``--clients`` concurrent keep-alive
-clients and reports p50/p99 latency, requests/s and errors (any non-200) per endpoint.
+By default a server process loads **the default family fitted at full scale** by
+``python bench/scale.py --stages fit`` (``--model``, default ``<scale data>/work/default_model``)
+with the clean ratings it was fitted on and the anime table, the way ``anime-recs serve`` opens
+a model version (:meth:`anime_recs.serve.service.Service.from_files`), and serves it with the
+real app (:func:`anime_recs.serve.app.create_app`, uvicorn, one worker). ``--synthetic`` serves
+the synthetic world of ``bench/query.py`` instead (the original architecture with random
+128-dim embeddings over 325k users x 17.5k anime, ~5M ratings). This process then sends
+``--requests`` requests per endpoint from ``--clients`` concurrent keep-alive clients and
+reports p50/p99 latency, requests/s and errors (any non-200) per endpoint.
 
 Similar-users search goes through the quantised shortlist the server builds for large user
 sets (:mod:`anime_recs.serve.ann`); its recall@10 against exact search over 200 random
 users is the last field (``nan`` with ``--exact`` or under 50k users).
 
 The last line is machine-readable:
-``p50_ms_max=<x> p99_ms_max=<y> errors=<n> ann_recall10_min=<r>``.
+``p50_ms_max=<x> p99_ms_max=<y> errors=<n> ann_recall10_min=<r> model=<family>``.
 
-Run from the repository root: ``.venv/bin/python bench/serve.py`` (a few minutes, ~2 GB
-RSS in the server); ``--users 20000 --ratings 300000`` for a quick look.
+Run from the repository root: ``.venv/bin/python bench/serve.py`` (a few minutes; the fitted
+default needs ~8 GB RSS in the server); ``--synthetic --users 20000 --ratings 300000`` for a quick look.
 """
 
 from __future__ import annotations
@@ -33,7 +37,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.query import GENRES, SIGMOID_HEAD, _unit_rows, make_anime, make_ratings
+from bench.query import SIGMOID_HEAD, _unit_rows, make_anime, make_ratings
+from bench.scale import DEFAULT_OUT
+
+SCALE_WORK = DEFAULT_OUT.parent / "work"
 
 logger = logging.getLogger("bench.serve")
 
@@ -46,16 +53,26 @@ def _catalogue(args: argparse.Namespace) -> tuple[np.random.Generator, object, o
     return rng, anime, synopses, user_ids
 
 
-def run_server(args: argparse.Namespace) -> None:
-    """Build the full-scale recommender and serve it on 127.0.0.1:``args.serve`` until killed."""
-    import uvicorn
-    from threadpoolctl import threadpool_limits
+def _anime_table() -> object:
+    """The anime table of the full-scale synthetic data (``bench/scale.py --make`` writes it)."""
+    from anime_recs.data.files import load_anime
 
+    return load_anime(DEFAULT_OUT.parent / "all_anime.csv")
+
+
+def _fitted_service(args: argparse.Namespace) -> object:
+    """The fitted model at ``args.model`` with its clean ratings and anime table, opened as ``anime-recs serve`` does."""
+    from anime_recs.serve.service import Service
+
+    return Service.from_files(Path(args.model), Path(args.model).parent / "preprocessed_stats.parquet",
+                              DEFAULT_OUT.parent / "all_anime.csv", None, f"bench:{Path(args.model).name}")
+
+
+def _synthetic_service(args: argparse.Namespace) -> object:
+    """The synthetic full-scale world: the original architecture with random embeddings."""
     from anime_recs.core.encoding import IdEncoder
     from anime_recs.models.original import OriginalNetwork
     from anime_recs.serve.ann import IndexedRecommender
-    from anime_recs.serve.app import create_app
-    from anime_recs.serve.holder import ModelHolder
     from anime_recs.serve.service import Service
 
     rng, anime, synopses, user_ids = _catalogue(args)
@@ -66,9 +83,31 @@ def run_server(args: argparse.Namespace) -> None:
                                             users, items, SIGMOID_HEAD, (1.0, 10.0))
     rec = IndexedRecommender(model=model, ratings=ratings, anime=anime, synopses=synopses)
     if not args.exact:  # as Service.from_files does: the index only when its measured recall@10 is high enough
-        recall = rec.attach_if_accurate(seed=args.seed + 1)
-        Path(args.recall_file).write_text("nan" if recall is None else f"{recall:.4f}")
-    service = Service(rec, "bench:synthetic")
+        rec.attach_if_accurate(seed=args.seed + 1)
+    return Service(rec, "bench:synthetic")
+
+
+def run_server(args: argparse.Namespace) -> None:
+    """Open the served model and serve it on 127.0.0.1:``args.serve`` until killed.
+
+    Before serving, writes ``args.world_file``: the family, the ANN recall and a sample of user and anime ids
+    for the clients (so they ask about users and anime the model has).
+    """
+    import uvicorn
+    from threadpoolctl import threadpool_limits
+
+    from anime_recs.serve.app import create_app
+    from anime_recs.serve.holder import ModelHolder
+
+    service = _synthetic_service(args) if args.synthetic else _fitted_service(args)
+    rec = service.rec
+    recall = getattr(rec, "user_index_recall", None)
+    rng = np.random.default_rng(args.seed + 2)
+    world = {"family": rec.model.family, "users": len(rec.model.users), "anime": len(rec.model.items),
+             "recall": "nan" if recall is None else f"{recall:.4f}",
+             "user_ids": rng.choice(rec.model.users.ids, args.requests).tolist(),
+             "anime_ids": rng.choice(rec.model.items.ids, args.requests).tolist()}
+    Path(args.world_file).write_text(json.dumps(world))
     threadpool_limits(1, user_api="blas")  # memory-bound products; idle BLAS threads spin on shared cores
     app = create_app(ModelHolder(loader=lambda root, ref: service, pinned="bench"))
     uvicorn.run(app, host="127.0.0.1", port=args.serve, log_level="warning")
@@ -122,21 +161,30 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=8765, help="port of the benchmark server on 127.0.0.1")
     parser.add_argument("--seed", type=int, default=0, help="random seed")
     parser.add_argument("--exact", action="store_true", help="exact similar-users search (no HNSW index)")
+    parser.add_argument("--model", default=str(SCALE_WORK / "default_model"),
+                        help="the fitted model folder to serve (bench/scale.py --stages fit writes it; its clean ratings "
+                             "preprocessed_stats.parquet beside it, the anime table all_anime.csv next to the CSV)")
+    parser.add_argument("--synthetic", action="store_true",
+                        help="serve the synthetic world (--users, --anime, --dim, --ratings; random embeddings) instead of --model")
     parser.add_argument("--serve", type=int, default=None, help=argparse.SUPPRESS)  # internal: be the server
-    parser.add_argument("--recall-file", default=None, help=argparse.SUPPRESS)  # internal: where the server writes recall@10
+    parser.add_argument("--world-file", default=None, help=argparse.SUPPRESS)  # internal: what the server serves
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if args.serve is not None:
         run_server(args)
         return 0
+    if not args.synthetic and not (Path(args.model) / "model.json").is_file():
+        print(f"error: no fitted model in {args.model}; run python bench/scale.py --make, then "
+              f"--stages convert,preprocess,fit (or give --model DIR, or --synthetic)", file=sys.stderr)
+        return 2
 
     import httpx
 
-    rng, anime, _, user_ids = _catalogue(args)
+    rng = np.random.default_rng(args.seed + 3)
     base = f"http://127.0.0.1:{args.port}"
-    recall_file = Path(tempfile.mkdtemp(prefix="bench_serve_")) / "recall.txt"
+    world_file = Path(tempfile.mkdtemp(prefix="bench_serve_")) / "world.json"
     server = subprocess.Popen([sys.executable, __file__, *(argv if argv is not None else sys.argv[1:]), "--serve", str(args.port),
-                               "--recall-file", str(recall_file)])
+                               "--world-file", str(world_file)])
     started = time.perf_counter()
     try:
         while True:
@@ -148,16 +196,21 @@ def main(argv: list[str] | None = None) -> int:
                     break
             except httpx.HTTPError:
                 time.sleep(1)
-        print(f"server ready in {time.perf_counter() - started:.0f} s: {args.users:,} users x {args.anime:,} anime x {args.dim}; "
-              f"{args.requests} requests per endpoint from {args.clients} clients")
+        world = json.loads(world_file.read_text())
+        print(f"server ready in {time.perf_counter() - started:.0f} s: {world['family']}, {world['users']:,} users x "
+              f"{world['anime']:,} anime; {args.requests} requests per endpoint from {args.clients} clients")
         q = args.requests
-        users = rng.choice(user_ids, q).tolist()
-        picks = rng.integers(len(anime), size=q)
-        names = anime["Name"].to_numpy()[picks].tolist()
-        ids = anime["MAL_ID"].to_numpy()[picks].tolist()
-        lists = [[{"anime": int(a), "rating": float(r)} for a, r in zip(rng.choice(anime["MAL_ID"], 20, replace=False),
+        anime = _catalogue(args)[1] if args.synthetic else _anime_table()
+        names_by_id = dict(zip(anime["MAL_ID"].tolist(), anime["Name"].tolist()))
+        users = world["user_ids"][:q]
+        ids = world["anime_ids"][:q]
+        names = [names_by_id[i] for i in ids]
+        lists = [[{"anime": int(a), "rating": float(r)} for a, r in zip(rng.choice(world["anime_ids"], 20, replace=False),
                                                                         rng.integers(1, 11, 20))] for _ in range(q)]
-        genre_sets = [",".join(rng.choice(GENRES[:20], 3, replace=False)) for _ in range(q)]
+        genres = anime["Genres"].str.split(", ").explode().value_counts().index[:20].tolist()
+        genre_sets = [",".join(rng.choice(genres, 3, replace=False)) for _ in range(q)]
+        # the score bound only where the catalogue has scores (the full-scale synthetic one has none)
+        filters = {"genres": ",".join(genres[:2]), **({"min_score": 6} if anime["Score"].notna().any() else {})}
         endpoints = [
             ("GET", "search", [("/api/search", {"params": {"q": n.split()[0][:5]}}) for n in names]),
             ("GET", "similar anime (name)", [("/api/anime/similar", {"params": {"anime": n}}) for n in names]),
@@ -166,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
             ("GET", "similar users", [(f"/api/users/{u}/similar", {}) for u in users]),
             ("GET", "recommendations", [(f"/api/users/{u}/recommendations", {}) for u in users]),
             ("GET", "recommendations (filters)", [(f"/api/users/{u}/recommendations",
-                                                   {"params": {"genres": "Action,Comedy", "min_score": 6}}) for u in users]),
+                                                   {"params": filters}) for u in users]),
             ("GET", "similar-user recommendations", [(f"/api/users/{u}/similar-user-recommendations", {}) for u in users]),
             ("GET", "preferences", [(f"/api/users/{u}/preferences", {}) for u in users]),
             ("POST", "new user (20 ratings)", [("/api/new-user/recommendations", {"json": {"ratings": r}}) for r in lists]),
@@ -185,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
         server.wait(30)
     print(json.dumps(rows))
     print(f"p50_ms_max={max(r['p50_ms'] for r in rows):.2f} p99_ms_max={max(r['p99_ms'] for r in rows):.2f} "
-          f"errors={total_errors} ann_recall10_min={recall_file.read_text() if recall_file.exists() else 'nan'}")
+          f"errors={total_errors} ann_recall10_min={world['recall']} model={world['family']}")
     return 0
 
 

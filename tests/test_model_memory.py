@@ -116,3 +116,29 @@ def test_randomized_svd_equals_scikit_learns(shape: tuple[int, int], dtype: type
     for ours, theirs in zip(randomized_svd(X, 16, n_iter=7, seed=3), sklearn_svd(X, 16, n_iter=7, random_state=3)):
         assert ours.dtype == theirs.dtype
         np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-6)
+
+
+def test_features_of_some_anime_equal_those_columns_of_every_anime() -> None:
+    data = _world(120, 60, 3000)
+    parts = nb._Parts(data, build_model({"family": "neighbourhood"}).params)
+    users, items = np.array([3, 50, 7]), np.array([59, 0, 12, 31])
+    np.testing.assert_allclose(parts.features(users, items), parts.features(users)[:, items], atol=1e-6)
+
+
+def test_pooled_user_similarities_are_the_exact_ones_within_each_pool(monkeypatch: pytest.MonkeyPatch) -> None:
+    data = _world(200, 80, 4000)
+    parts = nb._Parts(data, build_model({"family": "neighbourhood"}).params)
+    users = np.array([0, 17, 123, 199])
+    exact = parts.user_similarities(users)  # 200 users <= the default pool: every user
+    assert np.count_nonzero(exact) > 0.5 * exact.size
+    parts.user_pool = 30
+    monkeypatch.setattr(nb, "_BLOCK_ELEMENTS", 30 * 20 * 2)  # two query users per pass
+    pooled = parts.user_similarities(users)
+    kept = pooled != 0
+    assert kept.sum(axis=1).max() <= 30
+    np.testing.assert_allclose(pooled[kept], exact[kept], atol=1e-5)
+    # the pool is the users whose factors are closest to the query user's
+    closeness = parts.P[users] @ parts.P.T
+    closeness[np.arange(len(users)), users] = -np.inf
+    for row, user_closeness in zip(kept, closeness):
+        assert user_closeness[row].min() >= np.sort(user_closeness)[-30] - 1e-9

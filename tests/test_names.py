@@ -95,6 +95,14 @@ def test_suggestions_are_distinct_and_capped() -> None:
     assert index.suggest("shingeki", n=1) == [("Shingeki no Kyojin", 4)]
 
 
+def test_suggestions_forgive_word_order_and_typos_together() -> None:
+    index = NameIndex(pd.concat([_table(), pd.DataFrame({"MAL_ID": [205], "Name": ["Samurai Champloo"],
+                                                         "English name": ["Samurai Champloo"], "Members": [5]})]))
+    assert index.suggest("champloo samurai", n=1) == [("Samurai Champloo", 205)]
+    assert index.suggest("bebpo cowboy", n=1) == [("Cowboy Bebop", 1)]
+    assert index.suggest("cowbop bebop", n=1) == [("Cowboy Bebop", 1)]
+
+
 def _regex_word_start_matches(index: NameIndex, query: str) -> list[int]:
     """The word-start rule as a regex over every key (what suggest() did before its sorted index)."""
     key = normalise_name(query)

@@ -115,6 +115,8 @@ class IndexedRecommender(AnimeRecommender):
     """:class:`AnimeRecommender` whose user-similarity search goes through a :class:`UserIndex` when attached."""
 
     user_index: UserIndex | None = None
+    #: recall@10 measured by the last :meth:`attach_if_accurate` (None: not measured, too few users).
+    user_index_recall: float | None = None
 
     def attach_user_index(self, **options: int) -> UserIndex:
         """Build the index over the recommender's (normalised) user vectors and use it from now on."""
@@ -131,7 +133,7 @@ class IndexedRecommender(AnimeRecommender):
             return None
         index = UserIndex(self._U, seed=seed)
         rows = np.random.default_rng(seed).choice(self.n_users, min(sample, self.n_users), replace=False)
-        recall = index.recall(rows, 10)
+        recall = self.user_index_recall = index.recall(rows, 10)
         if recall >= MIN_RECALL:
             self.user_index = index
             logger.info("similar-users search through the user index (recall@10 %.3f)", recall)
