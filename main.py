@@ -29,6 +29,10 @@ def go(config: DictConfig) -> None:
     except UserInputError as exc:
         print(f"error: {one_line(exc)}", file=sys.stderr, flush=True)
         sys.exit(2)
+    except KeyboardInterrupt:
+        print("error: pipeline stopped (Ctrl-C or SIGTERM); the running step was stopped and published nothing",
+              file=sys.stderr, flush=True)
+        sys.exit(130)
 
 
 if __name__ == "__main__":

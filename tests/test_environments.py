@@ -28,8 +28,9 @@ def pip_requirements(step: str) -> list[str]:
 
 
 def test_data_steps_envs_hold_what_they_import_and_no_tensorflow() -> None:
-    assert pip_requirements("download") == ["mlflow", "numpy", "pandas", "protobuf", "pyarrow", "tqdm", "wandb"]
-    assert pip_requirements("preprocess") == ["mlflow", "numpy", "pandas", "protobuf", "pyarrow", "tqdm", "wandb"]
+    # psutil: every step watches the pipeline that started it (anime_recs.core.lifeline).
+    data_step = ["mlflow", "numpy", "pandas", "protobuf", "psutil", "pyarrow", "tqdm", "wandb"]
+    assert pip_requirements("download") == pip_requirements("preprocess") == data_step
     assert "tensorflow-cpu" in pip_requirements("neural_network") and "keras" in pip_requirements("neural_network")
     # Regression: under uv, neural_network failed in mlflow.start_run: MLflow's system metrics need psutil, no import of ours does.
     assert "psutil" in pip_requirements("neural_network") and "psutil" in pip_requirements("evaluate")

@@ -176,6 +176,22 @@ def test_missing_client_id_is_one_line_and_touches_nothing(tmp_path: Path) -> No
     assert not (tmp_path / "mal").exists()
 
 
+def test_a_refresh_in_which_every_request_failed_exits_non_zero(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as probe:  # a port nobody listens on: every request is refused
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = child_env(MAL_CLIENT_ID=SECRET, MAL_API_BASE_URL=f"http://127.0.0.1:{port}/v2")
+    result = subprocess.run([sys.executable, "-m", "anime_recs.cli.main", "mal", "refresh", "--out", str(tmp_path / "mal"),
+                             "--anime-ids", "1", "--max-retries", "0", "--no-progress"],
+                            env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 1, result.stderr[-2000:]
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: all 1 requests to http://127.0.0.1:") and "nothing was fetched" in last
+    assert SECRET not in result.stdout + result.stderr
+
+
 def test_help_documents_every_option() -> None:
     import argparse
 

@@ -10,9 +10,11 @@ import gzip
 import http.server
 import json
 import os
+import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -456,3 +458,66 @@ def test_two_pipelines_with_different_data_at_once_on_a_fresh_store(tmp_path: Pa
         assert params["input.user_stats.parquet"] == raw.ref  # ... is what its preprocess recorded ...
         assert clean.metadata["rows"] + sum(clean.metadata["removed"].values()) == raw.metadata["rows"]  # ... and used
     assert runs["a"][0]["output.user_stats.parquet"] != runs["b"][0]["output.user_stats.parquet"]
+
+
+@pytest.mark.slow
+def test_kill_9_of_the_pipeline_group_stops_the_running_step_and_publishes_nothing(tmp_path: Path) -> None:
+    import psutil
+
+    env = child_env(ANIME_RECS_ARTIFACTS=str(tmp_path / "artifacts"), MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    for key in ("MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID", "WANDB_API_KEY"):
+        env.pop(key, None)
+    # A slow neural_network step (the original network, many epochs) so the kill lands while it trains.
+    pipeline = subprocess.Popen([sys.executable, str(REPO / "main.py"), "main.execute_steps='download,preprocess,neural_network'",
+                                 "main.wandb_mode=disabled", "data.sample_users=300", "data.sample_anime=120",
+                                 "model=original", "model.epochs=500", "model.patience=500", "model.batch_size=32"],
+                                cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                start_new_session=True)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(iter(pipeline.stdout.readline, "")), daemon=True)
+    reader.start()
+
+    def step_processes() -> list[psutil.Process]:
+        found = []
+        for process in psutil.process_iter():
+            try:
+                if process.environ().get("ANIME_RECS_PIPELINE", "").startswith(f"{pipeline.pid}:") and process.pid != pipeline.pid:
+                    found.append(process)
+            except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+                continue
+        return found
+
+    def training_started() -> bool:  # the step's run carries its tags once run_step is inside it
+        if not (tmp_path / "mlflow.db").is_file():
+            return False
+        con = sqlite3.connect(tmp_path / "mlflow.db")
+        try:
+            return bool(con.execute("select count(*) from tags where key = 'anime_recs.step' and value = 'neural_network'")
+                        .fetchone()[0])
+        except sqlite3.OperationalError:  # tables not made yet
+            return False
+        finally:
+            con.close()
+
+    deadline = time.monotonic() + 300
+    while not training_started() and time.monotonic() < deadline:
+        assert pipeline.poll() is None, "".join(lines)[-3000:]
+        time.sleep(0.2)
+    time.sleep(1.0)
+    store = ArtifactStore(tmp_path / "artifacts")
+    names_before = set(store.names())
+    assert "anime_nn_embeddings" not in names_before and step_processes(), "".join(lines)[-3000:]
+    os.killpg(pipeline.pid, signal.SIGKILL)
+    pipeline.wait(10)
+    stopped_by = time.monotonic() + 5
+    while step_processes() and time.monotonic() < stopped_by:
+        time.sleep(0.1)
+    assert step_processes() == []
+    time.sleep(3)  # nothing appears afterwards either
+    assert set(store.names()) == names_before
+    assert not list((tmp_path / "artifacts").glob(".transactions/*.json")) or all(
+        "anime_nn" not in path.read_text() for path in (tmp_path / "artifacts").glob(".transactions/*.json"))
+    con = sqlite3.connect(tmp_path / "mlflow.db")
+    status = dict(con.execute("select name, status from runs").fetchall())
+    con.close()
+    assert status["neural_network"] == "KILLED" and status["pipeline"] == "KILLED"

@@ -3,6 +3,7 @@
     anime-recs similar NAME | recommend --user ID | users --user ID | serve   (see anime_recs.cli.query)
     anime-recs artifacts list [NAME]
     anime-recs artifacts path NAME[:VERSION]
+    anime-recs artifacts verify [NAME]
     anime-recs mal refresh [--out DIR] [--anime-ids-from ...] [--since-year YEAR] [--users FILE] ...
     anime-recs tune --family ease --grid l2_per_count=40,80,160 [--write]
 """
@@ -46,6 +47,23 @@ def _list(store: ArtifactStore, name: str | None) -> None:
     print(format_table(pd.DataFrame(rows), max_rows=10_000, max_colwidth=48))
 
 
+def _verify(store: ArtifactStore, name: str | None) -> int:
+    """Print every version's state; 1 when one is damaged."""
+    rows = store.verify(name)
+    if name is not None and not rows:
+        store.get(name)  # raises the helpful "no artifact named ..." error
+    if not rows:
+        print(f"no artifacts in {store.root} yet; run the pipeline first")
+        return 0
+    table = pd.DataFrame(rows)
+    print(f"artifacts in {store.root}")
+    print(format_table(table, max_rows=10_000, max_colwidth=100))
+    damaged = int((table["state"] == "damaged").sum())
+    print(f"{int((table['state'] == 'ok').sum())} ok, {int((table['state'] == 'not visible').sum())} not visible "
+          f"(unfinished publishes: never read), {damaged} damaged")
+    return 1 if damaged else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``anime-recs`` parser with every sub-command."""
     parser = argparse.ArgumentParser(prog="anime-recs", description="Ask the trained model for recommendations; inspect the artifact store; refresh the data from MyAnimeList.",
@@ -58,6 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
     list_cmd.add_argument("name", nargs="?", default=None, help="only this artifact")
     path_cmd = actions.add_parser("path", help="print the folder (or only file) of NAME[:VERSION] after checking its hashes")
     path_cmd.add_argument("ref", help="NAME, NAME:vN or NAME:latest")
+    verify_cmd = actions.add_parser("verify", help="check every version's manifest, commit and file hashes "
+                                                   "(exit status 1 when one is damaged)")
+    verify_cmd.add_argument("name", nargs="?", default=None, help="only this artifact")
     mal_cli.add_commands(commands)
     tuning.add_command(commands)
     query.add_commands(commands)
@@ -77,6 +98,8 @@ def main(argv: list[str] | None = None) -> None:
             query.main_exit(args, args.root)
         elif args.action == "list":
             _list(store, args.name)
+        elif args.action == "verify":
+            sys.exit(_verify(store, args.name))
         else:
             artifact = store.get(args.ref)
             print(artifact.file() if len(artifact.files) == 1 else artifact.path)

@@ -26,12 +26,19 @@ from anime_recs.data.mal.refresh import MANIFEST, OUTPUT_FILES, PRIVATE, Refresh
 
 logger = logging.getLogger(__name__)
 
+#: Exit status of a refresh in which some requests failed and others did not.
+PARTIAL_EXIT = 3
+
 EPILOG = f"""\
 The client id is read from ${CLIENT_ID_ENV} (create a client at https://myanimelist.net/apiconfig);
 it is sent only in the X-MAL-CLIENT-ID header and never logged or written. The refresh is resumable:
 rerun the same command after Ctrl-C or a crash and it continues. Publish the result with
   python main.py data.stats_url=mal-api:OUT data.all_anime_url=mal-api:OUT data.synopses_url=mal-api:OUT
-Never publish OUT/{PRIVATE}/: it holds the user names and the name -> id map."""
+Never publish OUT/{PRIVATE}/: it holds the user names and the name -> id map.
+
+Exit status: 0 every request answered; {PARTIAL_EXIT} some failed (counted in the summary; the files hold the rest,
+rerun to retry the failed ones); 1 every request failed (nothing fetched: check the network and --base-url);
+2 bad input; 130 interrupted."""
 
 
 def _ids(text: str) -> list[int]:
@@ -113,6 +120,12 @@ def run(args: argparse.Namespace, store_root: str | None) -> int:
     for phase, keys in failed.items():
         shown = ", ".join(map(str, keys[:20])) + (" …" if len(keys) > 20 else "")
         print(f"{phase}: {len(keys)} failed ({shown}); rerun the same command to retry them")
+    n_failed = sum(c.failed for c in refresh.counts.values())
+    n_answered = sum(c.resumed + c.fetched + c.private + c.not_found for c in refresh.counts.values())
+    if n_failed and not n_answered:
+        print(f"error: all {n_failed:,} requests to {client.base_url} failed, nothing was fetched; check the network "
+              "and --base-url (or $MAL_API_BASE_URL), then rerun", file=sys.stderr)
+        return 1
     print(f"wrote {', '.join(str(args.out / f) for f in OUTPUT_FILES.values())}: {manifest['anime']:,} anime, "
           f"{manifest['users']:,} users, {manifest['user_stats_rows']:,} list rows; summary in {args.out / MANIFEST}")
-    return 0
+    return PARTIAL_EXIT if n_failed else 0

@@ -21,9 +21,9 @@ from typing import Any
 import pandas as pd
 
 from anime_recs.core.config import str_to_list
-from anime_recs.core.errors import UserInputError
 from anime_recs.core.io import format_table
 from anime_recs.core.options import answer_defaults
+from anime_recs.core.parsing import read_capped
 
 DEFAULTS = answer_defaults()
 
@@ -65,10 +65,8 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
 
 
 def _read(path: Path) -> bytes:
-    try:
-        return path.read_bytes()
-    except OSError as exc:
-        raise UserInputError(f"cannot read {path}: {exc.strerror}") from None
+    """The rating list file, at most :data:`~anime_recs.core.parsing.MAX_FILE_BYTES` of it (``/dev/zero`` included)."""
+    return read_capped(path, what="rating list")
 
 
 def answer(args: argparse.Namespace, root: str | None) -> dict[str, Any]:
@@ -106,7 +104,7 @@ def run(args: argparse.Namespace, root: str | None) -> int:
              "recommend": lambda: (f"recommendations for user {result['query_user']}" if "query_user" in result
                                    else f"recommendations from your {result['used']} ratings")}[args.group]()
     print(f"{title}  [{result['version']}]\n{format_table(frame, max_rows=args.n)}")
-    for note in (result.get("note"), result.get("skipped") and f"skipped (not in the model): {', '.join(result['skipped'][:10])}"):
+    for note in (result.get("note"), result.get("skipped") and f"skipped (not in the model or the anime table): {', '.join(result['skipped'][:10])}"):
         if note:
             print(f"note: {note}")
     return 0

@@ -32,7 +32,7 @@ if TYPE_CHECKING:  # annotations only: a fresh process that loads a saved model 
     import pandas as pd
 
 from anime_recs.core.encoding import IdEncoder
-from anime_recs.core.errors import UserInputError
+from anime_recs.core.errors import UserInputError, one_line
 from anime_recs.core.io import atomic_write, write_json
 
 logger = logging.getLogger(__name__)
@@ -336,10 +336,18 @@ class RecommenderModel(ABC):
             path = folder / (f"{name}.npz" if kind == "sparse" else f"{name}.npy")
             if not path.is_file():
                 raise UserInputError(f"model folder {folder} lacks {path.name}; re-run the neural_network step")
-            if kind == "sparse":
-                arrays[name] = sp.load_npz(path).tocsr()
-            else:
-                arrays[name] = np.load(path) if kind == "dense" else np.load(path).astype(np.float32)
+            if path.is_symlink():
+                raise UserInputError(f"model folder {folder}: {path.name} is a symbolic link, which is not followed; "
+                                     "re-run the neural_network step")
+            try:
+                if kind == "sparse":
+                    arrays[name] = sp.load_npz(path).tocsr()  # allow_pickle=False inside
+                else:
+                    loaded = np.load(path, allow_pickle=False)
+                    arrays[name] = loaded if kind == "dense" else loaded.astype(np.float32)
+            except (OSError, ValueError, EOFError, KeyError, TypeError) as exc:
+                raise UserInputError(f"model folder {folder}: {path.name} cannot be read ({type(exc).__name__}: "
+                                     f"{one_line(exc, 80)}); re-run the neural_network step") from None
         model.users = IdEncoder.from_sorted(arrays.pop("user_ids"), "user")
         model.items = IdEncoder.from_sorted(arrays.pop("anime_ids"), "anime")
         model.rating_scale = tuple(float(v) for v in meta["rating_scale"])  # type: ignore[assignment]

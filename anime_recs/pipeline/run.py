@@ -15,8 +15,10 @@ import json
 import logging
 import os
 import shlex
+import signal
 import sys
 import tempfile
+import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -27,6 +29,7 @@ from anime_recs.core.options import STEP_OPTIONS, STEPS, step_values, validate_c
 from anime_recs.data.download import MAL_API, source_kind
 from anime_recs.data.mal import source as mal_source
 from anime_recs.core.errors import UserInputError
+from anime_recs.core.lifeline import PIPELINE_ENV, pipeline_alive, pipeline_token
 from anime_recs.pipeline.backends import BACKEND_ENV, check_tracking_server, require_wandb_online, resolve_backend_name
 from anime_recs.pipeline.environments import building_environment, check_env_manager
 from anime_recs.pipeline.tracking import (PARENT_RUN_ENV, VERBOSE_ENV, WANDB_MODE_ENV, ensure_tracking_store, quiet_third_parties,
@@ -194,6 +197,7 @@ def run_pipeline(cfg: Config, project_dir: Path, base: Path, overrides: list[str
     env_manager = str(cfg["main"]["env_manager"])
     check_env_manager(env_manager, [project_dir / step / "conda.yml" for step in steps])
     configure_environment(cfg, base)
+    stop_on_sigterm()
     with tempfile.TemporaryDirectory(prefix="anime_recs_pipeline_") as workdir:
         # Build every step's parameters first: config errors surface before anything runs.
         params = {step: step_params(step, cfg, base, Path(workdir)) for step in steps}
@@ -255,6 +259,34 @@ def _log_config(cfg: Config, overrides: list[str]) -> None:
                        "main.artifact_backend": os.environ.get(BACKEND_ENV, "local")})
 
 
+#: Run tag: the token (:func:`anime_recs.core.lifeline.pipeline_token`) of the pipeline a run belongs to.
+PIPELINE_TAG = "anime_recs.pipeline"
+
+
+def close_runs_of_stopped_pipelines(client: Any, experiment_id: str) -> list[str]:
+    """Mark KILLED the runs still RUNNING whose pipeline process is gone (killed before it could say so).
+
+    Returns:
+        The run ids marked.
+    """
+    stale = [run.info.run_id for run in client.search_runs([experiment_id], "attributes.status = 'RUNNING'", max_results=1000)
+             if run.data.tags.get(PIPELINE_TAG) and not pipeline_alive(run.data.tags[PIPELINE_TAG])]
+    for run_id in stale:
+        client.set_terminated(run_id, "KILLED")
+    if stale:
+        logger.info("marked %d run(s) of stopped pipelines as KILLED: %s", len(stale), ", ".join(stale))
+    return stale
+
+
+def stop_on_sigterm() -> None:
+    """Turn SIGTERM into KeyboardInterrupt in the main thread, so ``kill`` stops the running step like Ctrl-C does."""
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, interrupt)
+
+
 def _run_steps(cfg: Config, steps: list[str], params: dict[str, dict[str, Any]], project_dir: Path, env_manager: str,
                overrides: list[str]) -> list[str]:
     """Submit each step with ``mlflow.run`` under one parent run, pinning what earlier steps produced."""
@@ -267,9 +299,11 @@ def _run_steps(cfg: Config, steps: list[str], params: dict[str, dict[str, Any]],
     child_runs = []
     produced: dict[str, str] = {}
     client = MlflowClient()
+    os.environ[PIPELINE_ENV] = token = pipeline_token()  # each step watches this process (anime_recs.core.lifeline)
     with mlflow.start_run(run_name="pipeline") as parent:
+        close_runs_of_stopped_pipelines(client, parent.info.experiment_id)
         os.environ[PARENT_RUN_ENV] = parent.info.run_id
-        mlflow.set_tag("anime_recs.pipeline.steps", ",".join(steps))
+        mlflow.set_tags({"anime_recs.pipeline.steps": ",".join(steps), PIPELINE_TAG: token})
         _log_config(cfg, overrides)
         where = os.environ.get(ROOT_ENV) or f"the MLflow tracking server {mlflow.get_tracking_uri()}"
         if os.environ[BACKEND_ENV] == "wandb":
@@ -293,8 +327,15 @@ def _run_steps(cfg: Config, steps: list[str], params: dict[str, dict[str, Any]],
                 )
             # Tag at once so the UI nests the step while it runs, whatever the step code does.
             client.set_tag(submitted.run_id, "mlflow.parentRunId", parent.info.run_id)
+            client.set_tag(submitted.run_id, PIPELINE_TAG, token)
             child_runs.append(submitted.run_id)
-            if not submitted.wait():
+            try:
+                finished = submitted.wait()
+            except BaseException:  # Ctrl-C, or SIGTERM (see stop_on_sigterm): the step stops with the pipeline
+                submitted.cancel()
+                client.set_terminated(submitted.run_id, "KILLED")
+                raise
+            if not finished:
                 raise UserInputError(f"step {step} failed (MLflow run {submitted.run_id}); see its error above")
             outputs, inputs = _run_record(client, submitted.run_id)
             check_inputs(step, inputs, pinned)

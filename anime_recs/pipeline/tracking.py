@@ -38,6 +38,7 @@ from anime_recs.store.artifacts import ROOT_ENV, RUNS_DIR, ArtifactStore, Artifa
 from anime_recs.pipeline.backends import (ArtifactBackend, LocalBackend, check_tracking_server, manifest_digest, open_backend,
                        require_wandb_online, resolve_backend_name, scratch_store)
 from anime_recs.core.config import setup_logging
+from anime_recs.core.lifeline import watch_pipeline
 from anime_recs.core.errors import UserInputError, one_line
 from anime_recs.store.locking import file_lock
 
@@ -277,6 +278,15 @@ def quiet_third_parties() -> None:
         logging.getLogger().setLevel(logging.DEBUG)
 
 
+def _mark_killed(run_ids: list[str]) -> None:
+    """Mark MLflow runs as KILLED (a step whose pipeline was stopped, and that pipeline's run)."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient()
+    for run_id in dict.fromkeys(run_ids):
+        client.set_terminated(run_id, "KILLED")
+
+
 def run_step(step: str, params: dict[str, Any], body: Callable[[StepContext], Any]) -> Any:
     """Run ``body`` inside an MLflow (+ W&B) run; one-line errors, exit 2 on bad input.
 
@@ -313,6 +323,8 @@ def run_step(step: str, params: dict[str, Any], body: Callable[[StepContext], An
             mlflow.set_tags({"anime_recs.step": step, "anime_recs.artifact_backend": backend_name,
                              "anime_recs.python": sys.executable, "anime_recs.environment": sys.prefix,
                              "anime_recs.library": str(Path(__file__).resolve().parents[1])})
+            run_id = run.info.run_id
+            watch_pipeline(f"step {step}", lambda: _mark_killed([run_id, parent or run_id]))
             wandb_run = _start_wandb(step, params, mode, store)
             try:
                 ctx = StepContext(step, store, mlflow, wandb_run, mode, open_backend(backend_name, cache, wandb_run, mode))

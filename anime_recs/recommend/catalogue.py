@@ -18,6 +18,7 @@ import pandas as pd
 from anime_recs.core.config import str_to_list
 from anime_recs.core.encoding import IdEncoder
 from anime_recs.core.errors import DataValidationError, UserInputError
+from anime_recs.core.parsing import ASCII_DIGITS, check_name
 from anime_recs.recommend.names import MISSING_MARKER, normalise_name
 
 logger = logging.getLogger(__name__)
@@ -193,6 +194,11 @@ class Catalogue:
         return [{"MAL_ID": m, "match": name, "Name": str(self._names_arr[r]), "Type": str(self._types_arr[r])}
                 for (name, m), r in zip(found, rows.tolist())]
 
+    def in_catalogue(self, mal_ids: np.ndarray) -> np.ndarray:
+        """Which of ``mal_ids`` the anime table holds (a boolean per id)."""
+        mal_ids = np.asarray(mal_ids, np.int64)
+        return self._rows_of(mal_ids) >= 0
+
     def resolve_anime(self, query: int | str) -> int:
         """MAL_ID of an anime given by MAL_ID or by (forgiving) name.
 
@@ -202,7 +208,8 @@ class Catalogue:
             UserInputError: unknown id or name (with close matches), or a non-int/str query.
         """
         if isinstance(query, str):
-            if query.strip().isdigit() and query not in self.names:
+            check_name(query)
+            if ASCII_DIGITS.fullmatch(query) and query not in self.names:
                 return self.resolve_anime(int(query))  # "5114" from a config file means a MAL_ID
             return self.names.lookup(query)
         if is_integer(query):

@@ -13,6 +13,7 @@ models here; no other module reads these artifacts to answer a question.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,8 +22,9 @@ from typing import TypeVar
 import numpy as np
 import pandas as pd
 
-from anime_recs.core.errors import ArtifactError, UserInputError
+from anime_recs.core.errors import ArtifactError, UserInputError, plain
 from anime_recs.core.options import config_default
+from anime_recs.core.parsing import as_int
 from anime_recs.data.files import load_anime, load_synopses
 from anime_recs.data.preprocess import raw_ratings
 from anime_recs.models import load_model
@@ -76,16 +78,22 @@ class ModelVersion:
         return kind(model=self.model, ratings=self.ratings, anime=self.anime, synopses=self.synopses)
 
 
+#: ``NAME:vN`` or ``NAME:latest`` with an artifact name (letters, digits, ``_.-``; no path).
+_FULL_REF = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*:(?:v[0-9]{1,9}|latest)")
+
+
 def model_ref(model: str | None) -> str:
     """``anime_nn_embeddings:vN`` for ``None``/``latest`` (newest), ``vN``, ``N`` or a full ``name:version`` ref."""
     if model is None or model in ("", "latest"):
         return f"{MODEL_ARTIFACT}:latest"
     text = str(model).strip()
-    if text.isdigit():
-        return f"{MODEL_ARTIFACT}:v{text}"
-    if text.startswith("v") and text[1:].isdigit():
-        return f"{MODEL_ARTIFACT}:{text}"
-    return text
+    number = as_int(text.removeprefix("v"))
+    if number is not None and number >= 0 and not text.startswith(("+", "v+", "v-")):
+        return f"{MODEL_ARTIFACT}:v{number}"
+    if _FULL_REF.fullmatch(text):
+        return text
+    raise UserInputError(f"model reference {plain(text)} is not one of: latest, N, vN (a version of {MODEL_ARTIFACT}), "
+                         "NAME:vN or NAME:latest; `anime-recs artifacts list` shows the versions")
 
 
 def open_model_version(get: ArtifactSource, model: str | None = None, ratings: str | None = None,

@@ -8,6 +8,11 @@ Three ways in, one way out:
   rated": such anime are excluded from the recommendations but carry no rating;
 - :func:`ratings_from_pairs`: ``(anime, rating)`` pairs, anime by MAL_ID or name.
 
+Whatever the way in, the ratings are checked by one rule (:func:`_resolve`): every rating off the
+model's scale (or not a number) is listed in one error; an anime listed twice counts with its last
+rating; MAL_IDs the anime table does not hold (anime newer than the data) and anime the model has no
+row for are skipped and reported, never an error.
+
 :func:`recommend_new_user` folds the ratings into the model
 (:func:`anime_recs.models.foldin.fold_in`), ranks every anime the user did not list
 through the same filters as :meth:`AnimeRecommender.recommend_by_model`, and explains
@@ -22,10 +27,13 @@ import xml.etree.ElementTree as ET
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+import defusedxml.ElementTree as SafeET
 import numpy as np
 import pandas as pd
+from defusedxml import DefusedXmlException
 
 from anime_recs.core.errors import UserInputError, cut
+from anime_recs.core.parsing import as_int
 from anime_recs.models.foldin import fold_in
 from anime_recs.recommend.catalogue import check_count
 from anime_recs.recommend.recommender import AnimeRecommender
@@ -74,11 +82,9 @@ def ratings_from_csv(text: str | bytes) -> RatingList:
     key = next((columns[c] for c in ("anime_id", "mal_id", "name") if c in columns), None)
     if key is None or "rating" not in columns:
         raise UserInputError(f"the rating list needs columns anime_id (or name) and rating; it has {list(frame.columns)}")
-    values = pd.to_numeric(frame[columns["rating"]].str.strip(), errors="coerce")
-    if values.isna().any():
-        bad = frame[columns["rating"]][values.isna()].iloc[0]
-        raise UserInputError(f"rating {cut(str(bad))!r} is not a number; give ratings such as 8 or 6.5")
-    anime: list[int | str] = [int(v) if v.strip().isdigit() and key != columns.get("name") else v
+    values = pd.to_numeric(frame[columns["rating"]].str.strip(), errors="coerce")  # not a number: NaN, listed later
+    by_name = key == columns.get("name")
+    anime: list[int | str] = [v if by_name or as_int(v) is None else as_int(v)  # type: ignore[misc]
                               for v in frame[key].astype(str)]
     return ratings_from_pairs(zip(anime, values.tolist()))
 
@@ -90,45 +96,68 @@ def ratings_from_mal_xml(data: str | bytes) -> RatingList:
         UserInputError: not XML, or XML that is not a MyAnimeList anime list.
     """
     try:
-        root = ET.fromstring(data)
+        root = SafeET.fromstring(data)  # no entities, no external references, whatever the expat version
     except ET.ParseError as exc:
         raise UserInputError(f"the file is not valid XML ({exc}); export your list from MyAnimeList") from None
+    except DefusedXmlException as exc:
+        raise UserInputError(f"the XML uses {type(exc).__name__} (entities or external references), which an "
+                             "export never does; export your list from MyAnimeList again") from None
     entries = root.findall("anime")
     if root.tag != "myanimelist" or not entries:
         raise UserInputError("the XML is not a MyAnimeList anime list export (<myanimelist> with <anime> entries)")
     anime, ratings, seen = [], [], []
     for entry in entries:
         mal_id, score = entry.findtext("series_animedb_id", ""), entry.findtext("my_score", "0")
-        if not mal_id.strip().isdigit():
+        if as_int(mal_id) is None or as_int(mal_id) < 0:  # type: ignore[operator]
             raise UserInputError(f"an <anime> entry has series_animedb_id {cut(mal_id)!r}; expected a MAL_ID")
         try:
             value = float(score)
         except ValueError:
-            raise UserInputError(f"anime {mal_id.strip()} has my_score {cut(score)!r}; expected 0-10") from None
-        if value > 0:
+            value = float("nan")  # listed with every other bad rating by _resolve
+        if value == 0:  # MyAnimeList's "not rated"
+            seen.append(int(mal_id))
+        else:
             anime.append(int(mal_id))
             ratings.append(value)
-        else:
-            seen.append(int(mal_id))
     if len(anime) > MAX_RATINGS:
         raise UserInputError(f"{len(anime):,} ratings is too many; send at most {MAX_RATINGS:,}")
     return RatingList(anime, ratings, seen)
 
 
+def _check_scale(rec: AnimeRecommender, ratings: RatingList) -> np.ndarray:
+    """The ratings as floats, or one error listing every rating that is not a number on the model's scale."""
+    values = np.asarray(ratings.ratings, np.float64)
+    lo, hi = rec.model.rating_scale
+    bad = np.flatnonzero(~np.isfinite(values) | (values < lo) | (values > hi))
+    if len(bad):
+        listed = ", ".join(f"{cut(str(ratings.anime[i]), 40)}: {'not a number' if np.isnan(values[i]) else f'{values[i]:g}'}"
+                           for i in bad[:10])
+        raise UserInputError(f"{len(bad)} rating(s) are not numbers from {lo:g} to {hi:g} ({listed}"
+                             f"{', ...' if len(bad) > 10 else ''}); fix them and send the list again")
+    return values
+
+
 def _resolve(rec: AnimeRecommender, ratings: RatingList) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
-    """Model rows and ratings of the listed anime the model knows; rows of every listed anime; skipped names."""
+    """Model rows and ratings of the listed anime the model knows; rows of every listed anime; skipped entries."""
     if not ratings.anime:
         raise UserInputError("the rating list is empty; rate at least one anime")
-    mal_ids = np.array([rec.resolve_anime(a) for a in ratings.anime], np.int64)
-    rows = rec.anime_encoder.transform(mal_ids, missing="minus_one")
-    known = rows >= 0
-    skipped = [str(a) for a, ok in zip(ratings.anime, known) if not ok]
+    values = _check_scale(rec, ratings)
+    # Ids the anime table lacks (anime newer than the data) are skipped like anime the model lacks; names resolve.
+    mal_ids = np.array([a if isinstance(a, int) and not isinstance(a, bool) else rec.resolve_anime(a)
+                        for a in ratings.anime], np.int64)
+    in_table = rec.in_catalogue(mal_ids)
+    rows = np.where(in_table, rec.anime_encoder.transform(np.where(in_table, mal_ids, 0), missing="minus_one"), -1)
+    last = len(mal_ids) - 1 - np.unique(mal_ids[::-1], return_index=True)[1]  # an anime listed twice: its last rating
+    kept = np.zeros(len(mal_ids), bool)
+    kept[last] = True
+    known = (rows >= 0) & kept
+    skipped = [str(a) for a, ok, first in zip(ratings.anime, rows >= 0, kept) if first and not ok]
     if not known.any():
         raise UserInputError("the model knows none of the rated anime (too few ratings in training); rate more popular anime")
     seen_ids = np.asarray(ratings.also_seen, np.int64)
     seen_rows = rec.anime_encoder.transform(seen_ids, missing="minus_one") if len(seen_ids) else np.empty(0, np.int64)
     listed = np.concatenate([rows[known], seen_rows[seen_rows >= 0]]).astype(np.int64)
-    return rows[known].astype(np.int64), np.asarray(ratings.ratings, np.float64)[known], listed, skipped
+    return rows[known].astype(np.int64), values[known], listed, skipped
 
 
 def recommend_new_user(

@@ -57,6 +57,7 @@ import numpy as np
 import pandas as pd
 
 from anime_recs.core.encoding import IdEncoder
+from anime_recs.core.parsing import as_int
 from anime_recs.core.errors import DataValidationError, UserInputError
 from anime_recs.core.options import config_default
 from anime_recs.models.base import RecommenderModel
@@ -228,8 +229,8 @@ class AnimeRecommender(Catalogue, UserRatings, ModelRanking):
         # Regression: ids beyond int64 overflowed numpy lookups (a 500 in the HTTP API); they are unknown ids.
         if is_integer(user_id) and abs(int(user_id)) < 2**63:  # type: ignore[call-overload]
             return int(user_id)  # type: ignore[call-overload]
-        if isinstance(user_id, str) and user_id.strip().lstrip("-").isdigit() and abs(int(user_id.strip())) < 2**63:
-            return int(user_id.strip())
+        if as_int(user_id) is not None:
+            return as_int(user_id)  # type: ignore[return-value]
         raise UserInputError(f"a user id must be an integer, got {user_id!r}")
 
     def similar_items(

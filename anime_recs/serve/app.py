@@ -14,8 +14,9 @@ Endpoints (OpenAPI at ``/docs``, the spec at ``/openapi.json``):
 ``POST /api/new-user/mal-export``                         fold-in from an uploaded MyAnimeList XML export
 ========================================================  ==============================================
 
-Bad input is a 404 (unknown user or anime) or 422 with ``{"detail": "<one line>"}``,
-never a 500. Every response carries the model ``version`` it was computed with; the
+Bad input is a 404 (unknown user or anime), 413 (a body over its limit: JSON
+:data:`~anime_recs.core.parsing.MAX_JSON_BYTES`, an upload :data:`MAX_UPLOAD_BYTES`) or 422 with
+``{"detail": "<one line>"}``, never a 500. Every response carries the model ``version`` it was computed with; the
 model is loaded once and swapped when a newer one is published (:mod:`.holder`).
 """
 
@@ -32,10 +33,11 @@ from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictInt, StringConstraints
 
 from anime_recs.core.config import str_to_list
 from anime_recs.core.errors import UserInputError, one_line
+from anime_recs.core.parsing import MAX_FILE_BYTES, MAX_JSON_BYTES, MAX_NAME_CHARS
 from anime_recs.recommend.newuser import MAX_RATINGS, ratings_from_mal_xml, ratings_from_pairs
 from anime_recs.serve.holder import ModelHolder
 from anime_recs.serve.service import DEFAULTS, MAX_N, Service
@@ -43,7 +45,9 @@ from anime_recs.serve.service import DEFAULTS, MAX_N, Service
 logger = logging.getLogger(__name__)
 
 #: Largest MAL export accepted (a list of ~20,000 anime is about 10 MB).
-MAX_UPLOAD_BYTES = 20 << 20
+MAX_UPLOAD_BYTES = MAX_FILE_BYTES
+#: Room for the multipart envelope around an upload.
+_MULTIPART_SLACK = 64 << 10
 _NOT_FOUND = ("unknown user id", "unknown anime id", "no anime named")
 
 
@@ -56,7 +60,8 @@ class Problem(BaseModel):
 class Rating(BaseModel):
     """One rated anime."""
 
-    anime: int | str = Field(description="MAL_ID or name (forgiving of case, accents and symbols)")
+    anime: StrictInt | Annotated[str, StringConstraints(max_length=MAX_NAME_CHARS)] = Field(
+        description=f"MAL_ID or name (forgiving of case, accents and symbols; at most {MAX_NAME_CHARS} characters)")
     rating: float = Field(description="on the data's scale (1-10 for MyAnimeList)", allow_inf_nan=False)
 
 
@@ -72,6 +77,7 @@ class NewUserRequest(BaseModel):
 
 
 ERRORS: dict[int | str, dict[str, Any]] = {404: {"model": Problem, "description": "unknown user or anime"},
+                                           413: {"model": Problem, "description": "request body over its size limit"},
                                            422: {"model": Problem, "description": "bad input (one-line reason)"}}
 N = Annotated[int, Query(ge=1, le=MAX_N, description="how many results")]
 UserId = Annotated[int, PathParam(ge=0, le=2**62, description="a user id the model was trained on")]
@@ -112,11 +118,57 @@ def _api_docs(app: FastAPI) -> None:
                               with_google_fonts=False)
 
 
+class BodyLimit:
+    """ASGI middleware: a request body over its limit is answered 413 in one line, and never read past it.
+
+    The limit is :data:`MAX_JSON_BYTES`, or :data:`MAX_UPLOAD_BYTES` (plus the multipart envelope) for
+    multipart uploads. A declared ``Content-Length`` over it is refused at once; otherwise the body is
+    read here (at most the limit, chunked or not) and handed on to the app.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Callable[..., Any], send: Callable[..., Any]) -> None:
+        if scope["type"] != "http" or scope.get("method") in ("GET", "HEAD", "OPTIONS"):
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or [])
+        upload = headers.get(b"content-type", b"").startswith(b"multipart/")
+        limit = MAX_UPLOAD_BYTES + _MULTIPART_SLACK if upload else MAX_JSON_BYTES
+        too_large = _problem(413, f"the request body is larger than {limit >> 20} MB; "
+                                  + ("send a smaller export" if upload else "send fewer or shorter ratings"))
+        declared = headers.get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > limit:
+            await too_large(scope, receive, send)
+            return
+        chunks, size = [], 0
+        while True:
+            event = await receive()
+            if event["type"] != "http.request":
+                chunks.append(event)  # a disconnect: hand it on as it is
+                break
+            size += len(event.get("body", b""))
+            if size > limit:
+                await too_large(scope, receive, send)
+                return
+            chunks.append(event)
+            if not event.get("more_body", False):
+                break
+        replay = iter(chunks)
+
+        async def buffered() -> dict[str, Any]:
+            return next(replay, None) or await receive()
+
+        await self.app(scope, buffered, send)
+
+
 def create_app(holder: ModelHolder) -> FastAPI:
     """The FastAPI app answering from ``holder``'s current model version."""
     app = FastAPI(title="anime_recs", version="1", description="Anime recommendations from MyAnimeList ratings. "
                   "Every answer names the model version it came from.", docs_url=None, redoc_url=None)
     _api_docs(app)
+    app.add_middleware(BodyLimit)
 
     @app.exception_handler(UserInputError)
     async def user_error(_: Request, exc: UserInputError) -> JSONResponse:

@@ -40,6 +40,7 @@ from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 
 from anime_recs.core.config import str_to_list
 from anime_recs.core.errors import UserInputError, one_line
+from anime_recs.core.parsing import as_int
 from anime_recs.recommend.newuser import ratings_from_pairs
 from anime_recs.serve.service import Service
 
@@ -88,7 +89,7 @@ def answer_frame(service: Service, frame: pd.DataFrame, params: dict[str, Any] |
         ratings = pd.to_numeric(frame["rating"], errors="coerce")
         if ratings.isna().any():
             raise UserInputError("every rating must be a number, e.g. 8")
-        pairs = [(int(q) if q.isdigit() else q, float(r)) for q, r in zip(queries, ratings)]
+        pairs = [(q if as_int(q) is None else as_int(q), float(r)) for q, r in zip(queries, ratings)]
         result = service.new_user(ratings_from_pairs(pairs), n, genres, types, low, high)
         return pd.DataFrame(_rows("new_user", result, kind), columns=list(OUTPUT_COLUMNS))
     rows: list[dict[str, Any]] = []
@@ -114,10 +115,12 @@ def strict_json(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 #: The distributions the served code imports (anime_recs.serve and what it reaches, faiss for large user
-#: sets included; pyyaml reads the shipped config). Listed rather than inferred: MLflow's inference imports the
+#: sets included; pyyaml reads the shipped config; numba compiles the neighbourhood's pool sums; rapidfuzz matches names;
+#: defusedxml reads exports; psutil watches the pipeline). Listed rather than inferred: MLflow's inference imports the
 #: model in a subprocess (~3 s per registration) and misses imports that only happen at scale. The project
 #: itself is not a requirement: its code travels with the model (``code_paths``).
-SERVING_DISTRIBUTIONS = ("mlflow", "numpy", "pandas", "pyarrow", "scipy", "pyyaml", "faiss-cpu")
+SERVING_DISTRIBUTIONS = ("mlflow", "numpy", "pandas", "pyarrow", "scipy", "pyyaml", "faiss-cpu", "numba", "rapidfuzz",
+                         "defusedxml", "psutil")
 
 
 def serving_requirements() -> list[str]:

@@ -10,13 +10,20 @@ Guarantees:
   folder is renamed into place, so a crash leaves nothing a reader can see;
 - a :class:`Transaction` groups the publishes of one step run: they become visible
   together when it commits (one atomic file creation) or never (abort, crash,
-  ``kill -9``); leftovers of dead transactions are removed by the next writer;
+  ``kill -9``); leftovers of dead transactions are removed by the next writer, and
+  only those: a version is removed only when its transaction's lock file proves the
+  transaction started here and died unfinished;
+- the store is self-describing: each committed version carries its commit (``.committed``:
+  transaction and sequence) in its own folder, so a copy made without the hidden
+  ``.transactions/`` folder (``cp -r store/* copy/``) keeps every version, and ``latest``;
+- the store stays inside itself: manifest entries are plain file names inside their
+  version folder, and symbolic links (files or version folders) are never followed;
 - ``latest`` is the version of the most recently *committed* transaction, so the
   ``latest`` of every artifact a step publishes comes from one complete step run;
 - two writers never receive the same version (an exclusive lock per name), and a
   version number is never reused, not even one of a transaction that died.
 
-Layout: ``<root>/<name>/v<N>/{files..., manifest.json}``, and ``<root>/.transactions/``
+Layout: ``<root>/<name>/v<N>/{files..., manifest.json, .committed}``, and ``<root>/.transactions/``
 (``<id>.lock``: held by a running transaction; ``<id>.json``: its commit record).
 The root is, in order: ``$ANIME_RECS_ARTIFACTS``; ``artifacts/`` beside the MLflow
 sqlite store (``mlflow.db``) when ``MLFLOW_TRACKING_URI`` points at one; ``./runs/artifacts``
@@ -41,6 +48,7 @@ from pathlib import Path
 from typing import Any
 
 from anime_recs.core.errors import ArtifactError, plain
+from anime_recs.core.lifeline import pipeline_alive
 from anime_recs.store.locking import create_locked, file_lock, owner_gone
 
 logger = logging.getLogger(__name__)
@@ -49,6 +57,8 @@ ROOT_ENV = "ANIME_RECS_ARTIFACTS"
 MANIFEST = "manifest.json"
 TXN_DIR = ".transactions"
 LAST_VERSION = ".last_version"
+#: In a version folder, written after its transaction commits: ``{"transaction": id, "seq": n}``.
+COMMITTED = ".committed"
 # Names may not start with a dot: dot folders hold the store's own bookkeeping.
 _NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
 _STAGING_RE = re.compile(r"^\.staging-(?:([0-9a-f]{32})-)?[0-9a-f]{32}$")
@@ -137,6 +147,8 @@ def _manifest_problem(manifest: Any) -> str | None:
     if not isinstance(files, dict) or not files:
         return "lacks the key 'files' (the list of files and their sha256)"
     for filename, info in files.items():
+        if filename in ("", ".", "..") or "/" in filename or "\\" in filename or "\x00" in filename:
+            return f"names {plain(filename)}, which is not a file inside its version folder"
         if not isinstance(info, dict) or not isinstance(info.get("sha256"), str) or not isinstance(info.get("size"), int):
             return f"has no sha256/size for the file {plain(filename)}"
     if not isinstance(manifest.get("metadata", {}), dict):
@@ -170,15 +182,19 @@ class Transaction:
         """Make every staged version visible at once; return the commit's sequence number."""
         if self.state != "open":
             raise ArtifactError(f"transaction {self.id} is already {self.state}")
+        if not pipeline_alive():  # its pipeline was stopped: what it staged must not appear
+            self.abort()
+            raise ArtifactError("the pipeline that started this step was stopped; nothing of this step run was published")
         txn_dir = self.store.txn_dir
         with file_lock(txn_dir / ".lock"):
-            seq_file = txn_dir / ".seq"
-            seq = int(seq_file.read_text() or -1) + 1 if seq_file.is_file() else 0
-            _write_text_atomic(seq_file, str(seq))
+            seq = self.store.last_commit_seq() + 1
+            _write_text_atomic(txn_dir / ".seq", str(seq))
             record = {"seq": seq, "refs": [a.ref for a in self.staged], "committed": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                       "mlflow_run_id": os.environ.get("MLFLOW_RUN_ID", "")}
             # The one atomic step that publishes the whole group.
             _write_text_atomic(txn_dir / f"{self.id}.json", json.dumps(record, indent=2))
+        for artifact in self.staged:  # each version now says so itself (a copy without .transactions/ keeps it)
+            _write_text_atomic(artifact.path / COMMITTED, json.dumps({"transaction": self.id, "seq": seq}))
         self.state = "committed"
         self._release()
         for artifact in self.staged:
@@ -248,6 +264,32 @@ class ArtifactStore:
                                     "move it away and re-run the step that published it") from None
         return self._commits[txn]
 
+    def _version_seq(self, folder: Path, txn: str) -> int | None:
+        """Commit sequence of the version in ``folder`` staged by ``txn``: its own marker, else the commit record."""
+        try:
+            marker = json.loads((folder / COMMITTED).read_text(encoding="utf-8"))
+            if isinstance(marker, dict) and marker.get("transaction") == txn:
+                return int(marker["seq"])
+        except FileNotFoundError:
+            pass
+        except (OSError, ValueError, KeyError, TypeError):
+            pass  # a damaged marker: the commit record decides
+        return self._commit_seq(txn)
+
+    def last_commit_seq(self) -> int:
+        """The highest commit sequence in the store (-1 when none): the ``.seq`` counter or any version's marker."""
+        seq_file = self.txn_dir / ".seq"
+        try:
+            last = int(seq_file.read_text() or -1) if seq_file.is_file() else -1
+        except (OSError, ValueError):
+            last = -1
+        for marker in self.root.glob(f"*/v*/{COMMITTED}"):
+            try:
+                last = max(last, int(json.loads(marker.read_text(encoding="utf-8"))["seq"]))
+            except (OSError, ValueError, KeyError, TypeError):
+                continue
+        return last
+
     def _visible(self, name: str) -> dict[int, int]:
         """Committed versions of ``name`` -> commit sequence (-1 for versions from before transactions)."""
         folder = self.root / name
@@ -259,12 +301,12 @@ class ArtifactStore:
         found = {}
         for child in folder.iterdir():
             match = _VERSION_RE.match(child.name)
-            # A version exists only once its manifest is inside, i.e. after the atomic rename.
-            if not match or not (child / MANIFEST).is_file():
+            # A version exists only once its manifest is inside, i.e. after the atomic rename; links are not followed.
+            if not match or child.is_symlink() or not (child / MANIFEST).is_file():
                 continue
             version = int(match.group(1))
             txn = self._manifest(name, version).get("transaction")
-            seq = self._commit_seq(txn) if txn else -1
+            seq = self._version_seq(child, txn) if txn else -1
             if seq is not None:
                 found[version] = seq
         return found
@@ -327,6 +369,9 @@ class ArtifactStore:
     def _verify(self, artifact: ArtifactVersion) -> None:
         for filename, info in artifact.files.items():
             path = artifact.path / filename
+            if path.is_symlink():
+                raise ArtifactError(f"artifact {artifact.ref} is damaged: {filename} is a symbolic link, which the store "
+                                    "does not follow; re-run the step that produces it")
             if not path.is_file():
                 raise ArtifactError(f"artifact {artifact.ref} is damaged: {filename} is missing; re-run the step that produces it")
             if sha256_of(path) != info["sha256"]:
@@ -335,10 +380,45 @@ class ArtifactStore:
                     "(sha256 mismatch); re-run the step that produces it"
                 )
 
+    def verify(self, name: str | None = None) -> list[dict[str, str]]:
+        """Check every version folder (of ``name``): its manifest, commit and file hashes.
+
+        Returns:
+            One row per folder: ``artifact`` (``name:vN``), ``state`` (``ok``, ``not visible`` or ``damaged``)
+            and ``detail``.
+        """
+        rows = []
+        for folder in self._name_dirs():
+            if name is not None and folder.name != name:
+                continue
+            for child in sorted(folder.iterdir(), key=lambda c: (len(c.name), c.name)):
+                match = _VERSION_RE.match(child.name)
+                if match:
+                    state, detail = self._version_state(folder.name, int(match.group(1)), child)
+                    rows.append({"artifact": f"{folder.name}:{child.name}", "state": state, "detail": detail})
+        return rows
+
+    def _version_state(self, name: str, version: int, folder: Path) -> tuple[str, str]:
+        """``(state, detail)`` of one version folder (see :meth:`verify`)."""
+        if folder.is_symlink():
+            return "not visible", "a symbolic link: the store does not follow links"
+        if not (folder / MANIFEST).is_file():
+            return "not visible", "no manifest: an unfinished publish"
+        try:
+            txn = self._manifest(name, version).get("transaction")
+            if txn and self._version_seq(folder, txn) is None:
+                return "not visible", "never committed: an interrupted publish"
+            artifact = self._read(name, version)
+            self._verify(artifact)
+        except ArtifactError as exc:
+            return "damaged", str(exc)
+        return "ok", f"{len(artifact.files)} file(s), sha256 verified"
+
     # ----------------------------------------------------------- transactions
     def begin(self) -> Transaction:
-        """Start a transaction (after removing the leftovers of dead ones)."""
+        """Start a transaction (after removing the leftovers of dead ones and marking committed versions)."""
         self.sweep()
+        self.mark_committed()
         return Transaction(self)
 
     @contextmanager
@@ -360,11 +440,36 @@ class ArtifactStore:
                 if match and (txn is None or match.group(1) == txn):
                     shutil.rmtree(child, ignore_errors=True)
 
+    def _version_folders(self) -> Iterator[tuple[str, int, Path]]:
+        """``(name, version, folder)`` of every version folder with a manifest (links excluded)."""
+        for folder in self._name_dirs():
+            for child in folder.iterdir():
+                match = _VERSION_RE.match(child.name)
+                if match and not child.is_symlink() and (child / MANIFEST).is_file():
+                    yield folder.name, int(match.group(1)), child
+
+    def mark_committed(self) -> int:
+        """Give every committed version without one its ``.committed`` marker (stores from before markers); return how many."""
+        marked = 0
+        for name, version, folder in self._version_folders():
+            if (folder / COMMITTED).is_file():
+                continue
+            try:
+                txn = self._manifest(name, version).get("transaction")
+            except ArtifactError:
+                continue
+            seq = self._commit_seq(txn) if txn else None
+            if seq is not None:
+                _write_text_atomic(folder / COMMITTED, json.dumps({"transaction": txn, "seq": seq}))
+                marked += 1
+        return marked
+
     def sweep(self) -> list[str]:
         """Remove what dead transactions staged (versions and staging folders); return the removed folders.
 
-        A transaction is dead when nobody holds its lock. Versions of committed
-        transactions and of live ones are never touched.
+        A transaction is dead when its lock file in ``.transactions/`` exists and nobody holds it. A version is
+        removed only then and only when neither its marker nor a commit record says it was committed: a version
+        whose transaction left no lock file here (a store copied without ``.transactions/``) is never removed.
         """
         leftovers: dict[str | None, list[Path]] = {}
         for folder in self._name_dirs():
@@ -373,19 +478,19 @@ class ArtifactStore:
                 version = _VERSION_RE.match(child.name)
                 if staging:
                     leftovers.setdefault(staging.group(1), []).append(child)
-                elif version and (child / MANIFEST).is_file():
+                elif version and not child.is_symlink() and (child / MANIFEST).is_file():
                     try:
                         txn = self._manifest(folder.name, int(version.group(1))).get("transaction")
                     except ArtifactError:
                         continue  # a damaged version is reported when read, never deleted
-                    if txn and self._commit_seq(txn) is None:
+                    if txn and (self.txn_dir / f"{txn}.lock").is_file() and self._version_seq(child, txn) is None:
                         leftovers.setdefault(txn, []).append(child)
         removed = []
         for txn, paths in leftovers.items():
             lock = self.txn_dir / f"{txn}.lock" if txn else self.txn_dir / ".no-owner"
             with owner_gone(lock) as gone:
                 if not gone or (txn and self._commit_seq(txn) is not None):
-                    continue
+                    continue  # alive, or committed meanwhile
                 for path in paths:
                     shutil.rmtree(path, ignore_errors=True)
                     removed.append(str(path))
