@@ -1,24 +1,27 @@
-"""HTTP latency of every ``anime-recs serve`` endpoint at full MyAnimeList scale, under a bounded load on 127.0.0.1.
+"""HTTP latency and throughput of every ``anime-recs serve`` endpoint at full MyAnimeList scale, on 127.0.0.1.
 
-By default a server process loads **the default family fitted at full scale** by
+By default the server serves **the default family fitted at full scale** by
 ``python bench/scale.py --stages fit`` (``--model``, default ``<scale data>/work/default_model``)
 with the clean ratings it was fitted on and the anime table, the way ``anime-recs serve`` opens
-a model version (:meth:`anime_recs.serve.service.Service.from_files`), and serves it with the
-real app (:func:`anime_recs.serve.app.create_app`, uvicorn, one worker). ``--synthetic`` serves
-the synthetic world of ``bench/query.py`` instead (the original architecture with random
-128-dim embeddings over 325k users x 17.5k anime, ~5M ratings). This process then sends
-``--requests`` requests per endpoint from ``--clients`` concurrent keep-alive clients and
-reports p50/p99 latency, requests/s and errors (any non-200) per endpoint.
+a model (:meth:`anime_recs.serve.service.Service.from_files`, arrays memory-mapped), with
+``--workers`` processes as ``anime-recs serve --workers`` (default: one per core).
+``--synthetic`` serves the synthetic world of ``bench/query.py`` instead (the original
+architecture with random 128-dim embeddings over 325k users x 17.5k anime, ~5M ratings; one worker).
 
-Similar-users search goes through the quantised shortlist the server builds for large user
-sets (:mod:`anime_recs.serve.ann`); its recall@10 against exact search over 200 random
-users is the last field (``nan`` with ``--exact`` or under 50k users).
+Two phases:
+
+- latency: each endpoint in turn, ``--requests`` requests from ``--clients`` keep-alive clients:
+  p50/p99 latency, requests/s and errors (any non-200) per endpoint;
+- load: ``--load-requests`` requests mixed over every endpoint from ``--load-clients`` keep-alive
+  clients, against the same server, then against a server of one worker: requests/s and p99 of each.
 
 The last line is machine-readable:
-``p50_ms_max=<x> p99_ms_max=<y> errors=<n> ann_recall10_min=<r> model=<family>``.
+``p50_ms_max=<x> p99_ms_max=<y> errors=<n> ann_recall10_min=<r> model=<family> workers=<N> rps=<N workers>
+p99_load_ms=<N workers> rps_1=<1 worker> p99_load_ms_1=<1 worker> rps_ratio=<N workers / 1 worker>``
+(``ann_recall10_min``: recall@10 of the similar-users index measured at load, ``nan`` under 50k users).
 
-Run from the repository root: ``.venv/bin/python bench/serve.py`` (a few minutes; the fitted
-default needs ~8 GB RSS in the server); ``--synthetic --users 20000 --ratings 300000`` for a quick look.
+Run from the repository root: ``.venv/bin/python bench/serve.py`` (a few minutes; each worker of the fitted
+default needs ~6 GB); ``--synthetic --users 20000 --ratings 300000`` for a quick look.
 """
 
 from __future__ import annotations
@@ -26,9 +29,10 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
+import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -87,50 +91,60 @@ def _synthetic_service(args: argparse.Namespace) -> object:
     return Service(rec, "bench:synthetic")
 
 
-def run_server(args: argparse.Namespace) -> None:
-    """Open the served model and serve it on 127.0.0.1:``args.serve`` until killed.
+def _world_of_files(args: argparse.Namespace) -> dict:
+    """Family and a sample of the user and anime ids of the fitted model at ``args.model`` (read from its files)."""
+    folder = Path(args.model)
+    rng = np.random.default_rng(args.seed + 2)
+    users, anime = np.load(folder / "user_ids.npy"), np.load(folder / "anime_ids.npy")
+    return {"family": json.loads((folder / "model.json").read_text())["family"], "users": len(users), "anime": len(anime),
+            "user_ids": rng.choice(users, args.requests).tolist(), "anime_ids": rng.choice(anime, args.requests).tolist()}
 
-    Before serving, writes ``args.world_file``: the family, the ANN recall and a sample of user and anime ids
-    for the clients (so they ask about users and anime the model has).
+
+def run_server(args: argparse.Namespace) -> None:
+    """Open the served model and serve it on 127.0.0.1:``args.serve`` with ``args.workers`` processes until killed.
+
+    The fitted model is served as ``anime-recs serve --workers N`` serves one (each worker loads it, memory-mapped);
+    the synthetic world exists only in this process, so it is served by one.
     """
     import uvicorn
     from threadpoolctl import threadpool_limits
 
-    from anime_recs.serve.app import create_app
+    from anime_recs.serve.app import SERVE_ENV, create_app
     from anime_recs.serve.holder import ModelHolder
 
-    service = _synthetic_service(args) if args.synthetic else _fitted_service(args)
-    rec = service.rec
-    recall = getattr(rec, "user_index_recall", None)
-    rng = np.random.default_rng(args.seed + 2)
-    world = {"family": rec.model.family, "users": len(rec.model.users), "anime": len(rec.model.items),
-             "recall": "nan" if recall is None else f"{recall:.4f}",
-             "user_ids": rng.choice(rec.model.users.ids, args.requests).tolist(),
-             "anime_ids": rng.choice(rec.model.items.ids, args.requests).tolist()}
-    Path(args.world_file).write_text(json.dumps(world))
     threadpool_limits(1, user_api="blas")  # memory-bound products; idle BLAS threads spin on shared cores
-    app = create_app(ModelHolder(loader=lambda root, ref: service, pinned="bench"))
-    uvicorn.run(app, host="127.0.0.1", port=args.serve, log_level="warning")
+    if args.synthetic or args.workers == 1:
+        service = _synthetic_service(args) if args.synthetic else _fitted_service(args)
+        app = create_app(ModelHolder(loader=lambda root, ref: service, pinned="bench"))
+        uvicorn.run(app, host="127.0.0.1", port=args.serve, log_level="warning")
+        return
+    os.environ.update({"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"})  # for the workers
+    os.environ[SERVE_ENV] = json.dumps({"files": {
+        "model": str(args.model), "ratings": str(Path(args.model).parent / "preprocessed_stats.parquet"),
+        "anime": str(DEFAULT_OUT.parent / "all_anime.csv"), "synopses": None, "version": f"bench:{Path(args.model).name}"}})
+    uvicorn.run("anime_recs.serve.app:app_from_env", factory=True, host="127.0.0.1", port=args.serve, workers=args.workers,
+                log_level="warning")
 
 
-def _load(base: str, method: str, make: list, clients: int) -> tuple[np.ndarray, int, float]:
-    """Send the prepared requests from ``clients`` threads; latencies (ms), errors, wall seconds."""
+def _load(base: str, requests: list, clients: int) -> tuple[np.ndarray, int, float]:
+    """Send the prepared ``(method, url, kwargs)`` requests from ``clients`` keep-alive clients; latencies (ms),
+    errors (any non-200), wall seconds."""
     import httpx
 
-    latencies = np.zeros(len(make))
+    latencies = np.zeros(len(requests))
     errors = [0]
     lock = threading.Lock()
     next_index = [0]
 
     def worker() -> None:
-        with httpx.Client(base_url=base, timeout=60) as client:
+        with httpx.Client(base_url=base, timeout=120) as client:
             while True:
                 with lock:
                     i = next_index[0]
                     next_index[0] += 1
-                if i >= len(make):
+                if i >= len(requests):
                     return
-                url, kwargs = make[i]
+                method, url, kwargs = requests[i]
                 started = time.perf_counter()
                 response = client.request(method, url, **kwargs)
                 latencies[i] = (time.perf_counter() - started) * 1000
@@ -149,25 +163,116 @@ def _load(base: str, method: str, make: list, clients: int) -> tuple[np.ndarray,
     return latencies, errors[0], time.perf_counter() - started
 
 
+class _Server:
+    """This script as the benchmark server (a subprocess) on 127.0.0.1:``port`` with ``workers`` processes."""
+
+    def __init__(self, argv: list[str], port: int, workers: int) -> None:
+        import httpx
+
+        self.base = f"http://127.0.0.1:{port}"
+        self.process = subprocess.Popen([sys.executable, __file__, *argv, "--serve", str(port), "--workers", str(workers)],
+                                        start_new_session=True)
+        started = time.perf_counter()
+        while True:
+            if self.process.poll() is not None:
+                raise SystemExit(f"error: the benchmark server exited with {self.process.returncode}")
+            try:
+                if httpx.get(f"{self.base}/api/info", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(1)
+        self.info = httpx.get(f"{self.base}/api/info", timeout=10).json()
+        self.seconds = time.perf_counter() - started
+
+    def stop(self) -> None:
+        """Stop the server and all its workers."""
+        try:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            self.process.wait(60)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            os.killpg(self.process.pid, signal.SIGKILL)
+
+
+def _endpoints(args: argparse.Namespace, world: dict) -> list[tuple[str, list]]:
+    """Per endpoint, ``args.requests`` prepared requests ``(method, url, kwargs)`` about users and anime the model has."""
+    rng = np.random.default_rng(args.seed + 3)
+    q = args.requests
+    anime = _catalogue(args)[1] if args.synthetic else _anime_table()
+    names_by_id = dict(zip(anime["MAL_ID"].tolist(), anime["Name"].tolist()))
+    users, ids = world["user_ids"][:q], world["anime_ids"][:q]
+    names = [names_by_id[i] for i in ids]
+    lists = [[{"anime": int(a), "rating": float(r)} for a, r in zip(rng.choice(world["anime_ids"], 20, replace=False),
+                                                                    rng.integers(1, 11, 20))] for _ in range(q)]
+    genres = anime["Genres"].str.split(", ").explode().value_counts().index[:20].tolist()
+    genre_sets = [",".join(rng.choice(genres, 3, replace=False)) for _ in range(q)]
+    # the score bound only where the catalogue has scores (the full-scale synthetic one has none)
+    filters = {"genres": ",".join(genres[:2]), **({"min_score": 6} if anime["Score"].notna().any() else {})}
+    get = lambda url, **kwargs: ("GET", url, kwargs)
+    return [
+        ("search", [get("/api/search", params={"q": n.split()[0][:5]}) for n in names]),
+        ("similar anime (name)", [get("/api/anime/similar", params={"anime": n}) for n in names]),
+        ("similar anime (genres, types)",
+         [get("/api/anime/similar", params={"anime": a, "genres": g, "types": "TV,Movie"}) for a, g in zip(ids, genre_sets)]),
+        ("similar users", [get(f"/api/users/{u}/similar") for u in users]),
+        ("recommendations", [get(f"/api/users/{u}/recommendations") for u in users]),
+        ("recommendations (filters)", [get(f"/api/users/{u}/recommendations", params=filters) for u in users]),
+        ("similar-user recommendations", [get(f"/api/users/{u}/similar-user-recommendations") for u in users]),
+        ("preferences", [get(f"/api/users/{u}/preferences") for u in users]),
+        ("new user (20 ratings)", [("POST", "/api/new-user/recommendations", {"json": {"ratings": r}}) for r in lists]),
+    ]
+
+
+def _latency_phase(server: _Server, endpoints: list, clients: int) -> tuple[list[dict], int]:
+    """Each endpoint in turn: warm-up, then its requests from ``clients`` clients; one row per endpoint."""
+    rows, total_errors = [], 0
+    for label, requests in endpoints:
+        _load(server.base, requests[: max(10, len(requests) // 10)], clients)  # warm-up
+        latencies, errors, wall = _load(server.base, requests, clients)
+        total_errors += errors
+        rows.append({"endpoint": label, "p50_ms": float(np.percentile(latencies, 50)),
+                     "p99_ms": float(np.percentile(latencies, 99)), "req_per_s": len(requests) / wall, "errors": errors})
+        print(f"{label:32s} p50 {rows[-1]['p50_ms']:7.2f} ms  p99 {rows[-1]['p99_ms']:7.2f} ms  "
+              f"{rows[-1]['req_per_s']:7.1f} req/s  errors {errors}", flush=True)
+    return rows, total_errors
+
+
+def _mixed_load(server: _Server, endpoints: list, args: argparse.Namespace) -> dict:
+    """``args.load_requests`` requests mixed over every endpoint (shuffled), from ``args.load_clients`` clients."""
+    mixed = [request for _, requests in endpoints for request in requests]
+    order = np.random.default_rng(args.seed + 4).permutation(len(mixed))
+    picked = [mixed[i] for i in np.resize(order, args.load_requests)]
+    _load(server.base, picked[: args.load_clients * 2], args.load_clients)  # warm-up: every client connected
+    cpu = time.process_time()
+    latencies, errors, wall = _load(server.base, picked, args.load_clients)
+    return {"rps": len(picked) / wall, "p50_ms": float(np.percentile(latencies, 50)),
+            "p99_ms": float(np.percentile(latencies, 99)), "errors": errors,
+            "client_cpu_share": (time.process_time() - cpu) / wall}  # of one core: the clients' own load
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Start the server, load every endpoint, print the table and the summary line."""
+    """Start the server, measure every endpoint, then the mixed load with 1 and N workers; print the summary line."""
+    from anime_recs.serve.app import default_workers
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--users", type=int, default=325_000, help="users with embeddings")
-    parser.add_argument("--anime", type=int, default=17_500, help="anime with embeddings and metadata")
-    parser.add_argument("--dim", type=int, default=128, help="embedding size")
-    parser.add_argument("--ratings", type=int, default=5_000_000, help="approximate ratings rows")
+    parser.add_argument("--users", type=int, default=325_000, help="users with embeddings (--synthetic)")
+    parser.add_argument("--anime", type=int, default=17_500, help="anime with embeddings and metadata (--synthetic)")
+    parser.add_argument("--dim", type=int, default=128, help="embedding size (--synthetic)")
+    parser.add_argument("--ratings", type=int, default=5_000_000, help="approximate ratings rows (--synthetic)")
     parser.add_argument("--requests", type=int, default=300, help="requests per endpoint")
-    parser.add_argument("--clients", type=int, default=2, help="concurrent clients")
+    parser.add_argument("--clients", type=int, default=2, help="concurrent clients of the latency phase")
+    parser.add_argument("--workers", type=int, default=default_workers(),
+                        help="server processes, as anime-recs serve --workers (default: one per core; --synthetic: 1)")
+    parser.add_argument("--load-requests", type=int, default=1000, help="requests of the mixed load phase (0: no load phase)")
+    parser.add_argument("--load-clients", type=int, default=50, help="concurrent keep-alive clients of the load phase")
     parser.add_argument("--port", type=int, default=8765, help="port of the benchmark server on 127.0.0.1")
     parser.add_argument("--seed", type=int, default=0, help="random seed")
-    parser.add_argument("--exact", action="store_true", help="exact similar-users search (no HNSW index)")
+    parser.add_argument("--exact", action="store_true", help="exact similar-users search (no HNSW index; --synthetic)")
     parser.add_argument("--model", default=str(SCALE_WORK / "default_model"),
                         help="the fitted model folder to serve (bench/scale.py --stages fit writes it; its clean ratings "
                              "preprocessed_stats.parquet beside it, the anime table all_anime.csv next to the CSV)")
     parser.add_argument("--synthetic", action="store_true",
                         help="serve the synthetic world (--users, --anime, --dim, --ratings; random embeddings) instead of --model")
     parser.add_argument("--serve", type=int, default=None, help=argparse.SUPPRESS)  # internal: be the server
-    parser.add_argument("--world-file", default=None, help=argparse.SUPPRESS)  # internal: what the server serves
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if args.serve is not None:
@@ -177,68 +282,47 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: no fitted model in {args.model}; run python bench/scale.py --make, then "
               f"--stages convert,preprocess,fit (or give --model DIR, or --synthetic)", file=sys.stderr)
         return 2
+    if args.synthetic:
+        args.workers = 1
+    own = [a for a in (argv if argv is not None else sys.argv[1:])]
+    if args.synthetic:
+        _, _, _, user_ids = _catalogue(args)
+        rng = np.random.default_rng(args.seed + 2)
+        world = {"user_ids": rng.choice(user_ids, args.requests).tolist(),
+                 "anime_ids": rng.choice(_catalogue(args)[1]["MAL_ID"].to_numpy(), args.requests).tolist()}
+    else:
+        world = _world_of_files(args)
+    endpoints = _endpoints(args, world)
 
-    import httpx
-
-    rng = np.random.default_rng(args.seed + 3)
-    base = f"http://127.0.0.1:{args.port}"
-    world_file = Path(tempfile.mkdtemp(prefix="bench_serve_")) / "world.json"
-    server = subprocess.Popen([sys.executable, __file__, *(argv if argv is not None else sys.argv[1:]), "--serve", str(args.port),
-                               "--world-file", str(world_file)])
-    started = time.perf_counter()
+    server = _Server(own, args.port, args.workers)
     try:
-        while True:
-            if server.poll() is not None:
-                print(f"error: the benchmark server exited with {server.returncode}", file=sys.stderr)
-                return 1
-            try:
-                if httpx.get(f"{base}/api/info", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(1)
-        world = json.loads(world_file.read_text())
-        print(f"server ready in {time.perf_counter() - started:.0f} s: {world['family']}, {world['users']:,} users x "
-              f"{world['anime']:,} anime; {args.requests} requests per endpoint from {args.clients} clients")
-        q = args.requests
-        anime = _catalogue(args)[1] if args.synthetic else _anime_table()
-        names_by_id = dict(zip(anime["MAL_ID"].tolist(), anime["Name"].tolist()))
-        users = world["user_ids"][:q]
-        ids = world["anime_ids"][:q]
-        names = [names_by_id[i] for i in ids]
-        lists = [[{"anime": int(a), "rating": float(r)} for a, r in zip(rng.choice(world["anime_ids"], 20, replace=False),
-                                                                        rng.integers(1, 11, 20))] for _ in range(q)]
-        genres = anime["Genres"].str.split(", ").explode().value_counts().index[:20].tolist()
-        genre_sets = [",".join(rng.choice(genres, 3, replace=False)) for _ in range(q)]
-        # the score bound only where the catalogue has scores (the full-scale synthetic one has none)
-        filters = {"genres": ",".join(genres[:2]), **({"min_score": 6} if anime["Score"].notna().any() else {})}
-        endpoints = [
-            ("GET", "search", [("/api/search", {"params": {"q": n.split()[0][:5]}}) for n in names]),
-            ("GET", "similar anime (name)", [("/api/anime/similar", {"params": {"anime": n}}) for n in names]),
-            ("GET", "similar anime (genres, types)",
-             [("/api/anime/similar", {"params": {"anime": a, "genres": g, "types": "TV,Movie"}}) for a, g in zip(ids, genre_sets)]),
-            ("GET", "similar users", [(f"/api/users/{u}/similar", {}) for u in users]),
-            ("GET", "recommendations", [(f"/api/users/{u}/recommendations", {}) for u in users]),
-            ("GET", "recommendations (filters)", [(f"/api/users/{u}/recommendations",
-                                                   {"params": filters}) for u in users]),
-            ("GET", "similar-user recommendations", [(f"/api/users/{u}/similar-user-recommendations", {}) for u in users]),
-            ("GET", "preferences", [(f"/api/users/{u}/preferences", {}) for u in users]),
-            ("POST", "new user (20 ratings)", [("/api/new-user/recommendations", {"json": {"ratings": r}}) for r in lists]),
-        ]
-        rows, total_errors = [], 0
-        for method, label, make in endpoints:
-            _load(base, method, make[: max(10, q // 10)], args.clients)  # warm-up
-            latencies, errors, wall = _load(base, method, make, args.clients)
-            total_errors += errors
-            rows.append({"endpoint": label, "p50_ms": float(np.percentile(latencies, 50)),
-                         "p99_ms": float(np.percentile(latencies, 99)), "req_per_s": len(make) / wall, "errors": errors})
-            print(f"{label:32s} p50 {rows[-1]['p50_ms']:7.2f} ms  p99 {rows[-1]['p99_ms']:7.2f} ms  "
-                  f"{rows[-1]['req_per_s']:7.1f} req/s  errors {errors}", flush=True)
+        info = server.info
+        recall = info.get("user_index", {}).get("recall_at_10")
+        print(f"server ready in {server.seconds:.0f} s: {info['family']}, {info['users']:,} users x {info['anime']:,} anime, "
+              f"{args.workers} worker(s); {args.requests} requests per endpoint from {args.clients} clients", flush=True)
+        rows, total_errors = _latency_phase(server, endpoints, args.clients)
+        load = {args.workers: _mixed_load(server, endpoints, args)} if args.load_requests else {}
     finally:
-        server.terminate()
-        server.wait(30)
-    print(json.dumps(rows))
-    print(f"p50_ms_max={max(r['p50_ms'] for r in rows):.2f} p99_ms_max={max(r['p99_ms'] for r in rows):.2f} "
-          f"errors={total_errors} ann_recall10_min={world['recall']} model={world['family']}")
+        server.stop()
+    if args.load_requests and args.workers > 1:
+        single = _Server(own, args.port, 1)
+        try:
+            load[1] = _mixed_load(single, endpoints, args)
+        finally:
+            single.stop()
+    for workers, result in sorted(load.items()):
+        print(f"mixed load, {args.load_clients} clients, {workers} worker(s): {result['rps']:.1f} requests/s, "
+              f"p50 {result['p50_ms']:.1f} ms, p99 {result['p99_ms']:.1f} ms, errors {result['errors']} (clients' CPU: {result['client_cpu_share']:.0%} of a core)",
+              flush=True)
+        total_errors += result["errors"]
+    print(json.dumps({"endpoints": rows, "load": {str(k): v for k, v in load.items()}}))
+    summary = (f"p50_ms_max={max(r['p50_ms'] for r in rows):.2f} p99_ms_max={max(r['p99_ms'] for r in rows):.2f} "
+               f"errors={total_errors} ann_recall10_min={'nan' if recall is None else f'{recall:.4f}'} model={info['family']}")
+    if load:
+        most = load[max(load)]
+        summary += (f" workers={max(load)} rps={most['rps']:.1f} p99_load_ms={most['p99_ms']:.1f} rps_1={load[1]['rps']:.1f} "
+                    f"p99_load_ms_1={load[1]['p99_ms']:.1f} rps_ratio={most['rps'] / load[1]['rps']:.2f}")
+    print(summary)
     return 0
 
 

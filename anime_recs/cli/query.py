@@ -62,6 +62,8 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     serve.add_argument("--port", type=int, default=8000, help="port to listen on")
     serve.add_argument("--model", default=None, help="serve this version and never reload (default: newest, reloaded)")
     serve.add_argument("--reload-every", type=float, default=10.0, help="seconds between checks for a newer model")
+    serve.add_argument("--workers", type=int, default=None,
+                       help="server processes answering in parallel, sharing the memory-mapped model (default: one per core)")
 
 
 def _read(path: Path) -> bytes:
@@ -90,9 +92,10 @@ def answer(args: argparse.Namespace, root: str | None) -> dict[str, Any]:
 def run(args: argparse.Namespace, root: str | None) -> int:
     """Entry for the commands of :func:`add_commands`; returns the exit code."""
     if args.group == "serve":
-        from anime_recs.serve.app import serve
+        from anime_recs.serve.app import default_workers, serve
 
-        serve(root, args.host, args.port, args.model, args.reload_every)
+        serve(root, args.host, args.port, args.model, args.reload_every,
+              default_workers() if args.workers is None else args.workers)
         return 0
     result = answer(args, root)
     if args.json:

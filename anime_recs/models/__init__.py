@@ -80,10 +80,14 @@ def build_model(config: Mapping[str, Any], **extra: Any) -> RecommenderModel:
     return FAMILIES[family](**family_options(family, config), **extra)
 
 
-def load_model(folder: Path) -> RecommenderModel:
-    """Load a model saved by :meth:`RecommenderModel.save`, whatever its family."""
+def load_model(folder: Path, mmap: bool = False) -> RecommenderModel:
+    """Load a model saved by :meth:`RecommenderModel.save`, whatever its family.
+
+    ``mmap``: map its dense arrays read-only from the files instead of reading them (processes serving the same
+    model share those pages; the files must not change, as published artifacts never do).
+    """
     meta = read_model_json(Path(folder))
     family = meta["family"]
     if family not in FAMILIES:
         raise UserInputError(f"{folder} holds a model of unknown family {family!r}; upgrade anime_recs or retrain")
-    return FAMILIES[family]._load(Path(folder), meta)
+    return FAMILIES[family]._load(Path(folder), meta, mmap)

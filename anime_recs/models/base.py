@@ -329,7 +329,7 @@ class RecommenderModel(ABC):
         return paths
 
     @classmethod
-    def _load(cls, folder: Path, meta: dict[str, Any]) -> RecommenderModel:
+    def _load(cls, folder: Path, meta: dict[str, Any], mmap: bool = False) -> RecommenderModel:
         model = cls(**meta.get("params", {}))
         arrays: dict[str, Any] = {}
         for name, kind in meta["arrays"].items():
@@ -343,7 +343,7 @@ class RecommenderModel(ABC):
                 if kind == "sparse":
                     arrays[name] = sp.load_npz(path).tocsr()  # allow_pickle=False inside
                 else:
-                    loaded = np.load(path, allow_pickle=False)
+                    loaded = np.load(path, allow_pickle=False, mmap_mode="r" if mmap else None)
                     arrays[name] = loaded if kind == "dense" else loaded.astype(np.float32)
             except (OSError, ValueError, EOFError, KeyError, TypeError) as exc:
                 raise UserInputError(f"model folder {folder}: {path.name} cannot be read ({type(exc).__name__}: "

@@ -68,9 +68,11 @@ class ModelVersion:
     inputs: dict[str, str] = field(default_factory=dict)
 
     @classmethod
-    def from_files(cls, model_dir: Path, ratings: Path, anime: Path, synopses: Path | None, ref: str) -> ModelVersion:
-        """A model version from a saved model folder and the data files it was trained on."""
-        return cls(ref, load_model(Path(model_dir)), read_ratings(ratings), load_anime(anime),
+    def from_files(cls, model_dir: Path, ratings: Path, anime: Path, synopses: Path | None, ref: str,
+                   mmap: bool = False) -> ModelVersion:
+        """A model version from a saved model folder and the data files it was trained on (``mmap``: see
+        :func:`~anime_recs.models.load_model`)."""
+        return cls(ref, load_model(Path(model_dir), mmap), read_ratings(ratings), load_anime(anime),
                    load_synopses(synopses) if synopses is not None else None)
 
     def recommender(self, kind: type[Rec] = AnimeRecommender) -> Rec:  # type: ignore[assignment]
@@ -97,7 +99,7 @@ def model_ref(model: str | None) -> str:
 
 
 def open_model_version(get: ArtifactSource, model: str | None = None, ratings: str | None = None,
-                       anime: str | None = None, synopses: str | None = None) -> ModelVersion:
+                       anime: str | None = None, synopses: str | None = None, mmap: bool = False) -> ModelVersion:
     """Open a model version and its data through one artifact source.
 
     A model version is a closed set: the ratings it was trained on and the anime table and synopses it was
@@ -110,6 +112,7 @@ def open_model_version(get: ArtifactSource, model: str | None = None, ratings: s
         ratings: The ratings artifact (``None`` or ``:latest``: the one the model was trained on).
         anime: The anime table artifact (``None`` or ``:latest``: the model's own).
         synopses: The synopses artifact (``None`` or ``:latest``: the model's own).
+        mmap: Map the model's arrays from the artifact's read-only files (servers; see :func:`load_model`).
 
     Raises:
         UserInputError: the ratings given have other users or anime than the model was trained on; a model that
@@ -117,7 +120,7 @@ def open_model_version(get: ArtifactSource, model: str | None = None, ratings: s
         ArtifactError: a missing or damaged artifact, a pinned version deleted (one line naming it).
     """
     artifact = get(model_ref(model), MODEL_TYPE)
-    fitted = load_model(artifact.path)
+    fitted = load_model(artifact.path, mmap)
     recorded = artifact.metadata.get("input", {})
     trained_on = recorded.get(RATINGS_ARTIFACT)
 

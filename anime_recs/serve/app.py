@@ -22,7 +22,9 @@ model is loaded once and swapped when a newer one is published (:mod:`.holder`).
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
@@ -254,13 +256,56 @@ def create_app(holder: ModelHolder) -> FastAPI:
     return app
 
 
-def serve(root: Path | str | None, host: str, port: int, model: str | None, reload_every: float) -> None:
-    """Load the model once, start the reload thread, run uvicorn until interrupted."""
+#: How ``anime-recs serve --workers N`` tells each worker process what to serve (JSON, see :func:`app_from_env`).
+SERVE_ENV = "ANIME_RECS_SERVE"
+
+
+def app_from_env() -> FastAPI:
+    """The app of one worker of ``anime-recs serve --workers N`` (uvicorn calls it in each worker process).
+
+    ``$ANIME_RECS_SERVE`` holds ``{"root", "model", "reload_every"}`` (a store, as :func:`serve`) or
+    ``{"files": {"model", "ratings", "anime", "synopses", "version"}}`` (fixed files, as the benchmark serves them).
+    Each worker loads the model itself; its large arrays are memory-mapped from the read-only artifact files,
+    so the workers share those pages.
+    """
+    from anime_recs.serve.service import Service
+
+    spec = json.loads(os.environ[SERVE_ENV])
+    files = spec.get("files")
+    if files:
+        service = Service.from_files(Path(files["model"]), Path(files["ratings"]), Path(files["anime"]),
+                                     Path(files["synopses"]) if files.get("synopses") else None, files["version"])
+        holder = ModelHolder(loader=lambda root, ref: service, pinned=files["version"])
+    else:
+        holder = ModelHolder(spec["root"], spec["model"])
+        holder.start(float(spec["reload_every"]))
+    return create_app(holder)
+
+
+def default_workers() -> int:
+    """One worker per core (``os.sched_getaffinity`` where available)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def serve(root: Path | str | None, host: str, port: int, model: str | None, reload_every: float, workers: int = 1) -> None:
+    """Load the model, start the reload thread, run uvicorn until interrupted (``workers`` processes when > 1)."""
     import uvicorn
 
-    holder = ModelHolder(root, model)
+    if workers < 1:
+        raise UserInputError(f"--workers must be at least 1, got {workers}")
+    holder = ModelHolder(root, model)  # loads once here: a missing or damaged model is one line before any worker starts
+    print(f"serving {holder.current().version} on http://{host}:{port}/ with {workers} worker(s) (API docs: /docs)", flush=True)
+    if workers > 1:
+        del holder  # each worker loads its own (memory-mapped) copy
+        os.environ[SERVE_ENV] = json.dumps({"root": None if root is None else str(root), "model": model,
+                                            "reload_every": reload_every})
+        uvicorn.run("anime_recs.serve.app:app_from_env", factory=True, host=host, port=port, workers=workers,
+                    log_level="warning")
+        return
     holder.start(reload_every)
-    print(f"serving {holder.current().version} on http://{host}:{port}/ (API docs: /docs)", flush=True)
     try:
         uvicorn.run(create_app(holder), host=host, port=port, log_level="warning")
     finally:

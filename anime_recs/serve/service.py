@@ -73,7 +73,7 @@ class Service:
     @classmethod
     def from_files(cls, model_dir: Path, ratings: Path, anime: Path, synopses: Path | None, version: str) -> Service:
         """Build from a saved model folder and the data files it was trained on (the pyfunc model)."""
-        return cls.from_version(ModelVersion.from_files(model_dir, ratings, anime, synopses, version))
+        return cls.from_version(ModelVersion.from_files(model_dir, ratings, anime, synopses, version, mmap=True))
 
     @classmethod
     def from_version(cls, opened: ModelVersion) -> Service:
@@ -136,7 +136,10 @@ class Service:
         """What is loaded: version, family, sizes, genres and types (for the page's filters)."""
         return {"version": self.version, "family": self.rec.model.family, "users": self.rec.n_users,
                 "anime": self.rec.n_anime, "genres": list(self.rec.genres), "types": list(self.rec.types),
-                "rating_scale": list(self.rec.rating_scale)}
+                "rating_scale": list(self.rec.rating_scale),
+                # similar users through the quantised index (when its recall@10 measured at load was high enough)
+                "user_index": {"used": getattr(self.rec, "user_index", None) is not None,
+                               "recall_at_10": getattr(self.rec, "user_index_recall", None)}}
 
     def _answer(self, frame: pd.DataFrame, computed: list[str], **extra: Any) -> dict[str, Any]:
         columns = ["MAL_ID", "Name", *computed, *[c for c in ANIME_COLUMNS if c not in ("MAL_ID", "Name")]]
@@ -152,4 +155,4 @@ def load_service(root: Path | str | None = None, model: str | None = None) -> Se
     store = ArtifactStore(root)
     if store.latest_version(MODEL_ARTIFACT) is None:
         raise UserInputError(f"no model in the artifact store {store.root}; run ./run.sh (or the neural_network step) first")
-    return Service.from_version(open_model_version(store.get, model))
+    return Service.from_version(open_model_version(store.get, model, mmap=True))
