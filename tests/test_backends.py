@@ -184,3 +184,18 @@ def test_third_party_chatter_is_quiet_unless_verbose(verbose: str, tf_level: str
     finally:
         logging.getLogger().setLevel(level)
         logging.getLogger("mlflow").setLevel(logging.WARNING)
+
+
+def test_the_pipeline_says_where_offline_wandb_runs_are_and_how_to_upload_them(tmp_path: Path,
+                                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    from anime_recs.pipeline.tracking import wandb_mode_line
+
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path / "runs"))
+    monkeypatch.setenv("WANDB_PROJECT", "anime_recommendations")
+    offline = wandb_mode_line("offline", "auto")
+    where = tmp_path.resolve() / "runs" / "wandb"
+    assert offline == (f"W&B: offline (no W&B API key is configured); runs are kept in {where}; "
+                       f"upload them later with: wandb sync {where}/offline-run-*")
+    assert "(main.wandb_mode=offline)" in wandb_mode_line("offline", "offline")
+    assert wandb_mode_line("online", "auto") == "W&B: online, project anime_recommendations"
+    assert wandb_mode_line("disabled", "disabled").startswith("W&B: disabled")

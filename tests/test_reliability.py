@@ -26,7 +26,7 @@ from anime_recs.core.config import optional_int
 from anime_recs.core.options import validate_config
 from anime_recs.data.download import fetch
 from anime_recs.core.errors import ArtifactError, UserInputError, one_line, plain
-from anime_recs.pipeline.run import check_inputs, pin_inputs
+from anime_recs.pipeline.run import check_family_options, check_inputs, pin_inputs
 from anime_recs.data.preprocess import PreprocessOptions, preprocess
 from anime_recs.data.sample import make_sample
 from tests.conftest import REPO, child_env, serving, step_module
@@ -261,6 +261,19 @@ def test_pipeline_refuses_bad_values_before_anything_runs(tmp_path: Path) -> Non
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 2 and result.stderr.strip().splitlines()[-1].startswith("error: model.test_size must be")
     assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "artifacts").exists()  # nothing started
+
+
+def test_a_network_only_option_on_another_family_is_refused_in_one_line(tmp_path: Path) -> None:
+    env = child_env(ANIME_RECS_ARTIFACTS=str(tmp_path / "artifacts"))
+    env.pop("MLFLOW_TRACKING_URI", None)
+    result = subprocess.run([sys.executable, str(REPO / "main.py"), "model.TPU_init=true"], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert result.stderr.strip().splitlines() == [
+        "error: model.TPU_init=true applies only to the original network (model=original); the family 'hybrid' has no "
+        "network to train that way: drop model.TPU_init or add model=original"]
+    assert not (tmp_path / "artifacts").exists()  # nothing started
+    check_family_options({"model": {"family": "original", "TPU_init": True}})  # the network takes it
 
 
 def test_fractional_user_query_is_an_error_not_truncated(capsys: pytest.CaptureFixture[str]) -> None:

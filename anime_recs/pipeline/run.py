@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from anime_recs.store.artifacts import ROOT_ENV, default_root
+from anime_recs.store.artifacts import ROOT_ENV, RUNS_DIR, default_root
 from anime_recs.core.config import str_to_list
 from anime_recs.core.options import STEP_OPTIONS, STEPS, step_values, validate_config
 from anime_recs.data.download import MAL_API, source_kind
@@ -33,7 +33,7 @@ from anime_recs.core.lifeline import PIPELINE_ENV, pipeline_alive, pipeline_toke
 from anime_recs.pipeline.backends import BACKEND_ENV, check_tracking_server, require_wandb_online, resolve_backend_name
 from anime_recs.pipeline.environments import building_environment, check_env_manager
 from anime_recs.pipeline.tracking import (PARENT_RUN_ENV, VERBOSE_ENV, WANDB_MODE_ENV, ensure_tracking_store, quiet_third_parties,
-                                          resolve_wandb_mode, default_tracking_store, use_experiment)
+                                          resolve_wandb_mode, default_tracking_store, use_experiment, wandb_mode_line)
 
 logger = logging.getLogger(__name__)
 
@@ -168,6 +168,9 @@ def configure_environment(cfg: Config, base: Path) -> None:
         os.environ[ROOT_ENV] = _abs(str(main["artifact_root"]), base)
     elif backend == "local":
         os.environ[ROOT_ENV] = str(default_root())
+    # W&B's offline runs beside the store (or in runs/ where you ran), never in a step's temporary folder.
+    os.environ.setdefault("WANDB_DIR", str(Path(os.environ[ROOT_ENV]).parent if os.environ.get(ROOT_ENV) else base / RUNS_DIR))
+    print(wandb_mode_line(os.environ[WANDB_MODE_ENV], str(main["wandb_mode"])), flush=True)
 
 
 def _tracking_uri() -> str:
@@ -183,6 +186,25 @@ def _tracking_uri() -> str:
     return mlflow.get_tracking_uri()
 
 
+#: Options of the ``model`` group that only the original network has: on another family they would do nothing.
+NETWORK_ONLY_OPTIONS = ("TPU_init", "multi_worker")
+
+
+def check_family_options(cfg: Config) -> None:
+    """Refuse a network-only option switched on for a family without a network (it would be silently ignored).
+
+    Raises:
+        UserInputError: naming the option and the family that supports it.
+    """
+    model = cfg.get("model") or {}
+    family = model.get("family")
+    switched_on = [key for key in NETWORK_ONLY_OPTIONS if model.get(key)]
+    if family != "original" and switched_on:
+        key = switched_on[0]
+        raise UserInputError(f"model.{key}=true applies only to the original network (model=original); the family "
+                             f"{family!r} has no network to train that way: drop model.{key} or add model=original")
+
+
 def run_pipeline(cfg: Config, project_dir: Path, base: Path, overrides: list[str] | None = None) -> list[str]:
     """Run the chosen steps through ``mlflow.run`` under one parent run; return the child run ids.
 
@@ -194,6 +216,7 @@ def run_pipeline(cfg: Config, project_dir: Path, base: Path, overrides: list[str
     """
     steps = parse_steps(cfg["main"]["execute_steps"])
     validate_config(cfg)
+    check_family_options(cfg)
     env_manager = str(cfg["main"]["env_manager"])
     check_env_manager(env_manager, [project_dir / step / "conda.yml" for step in steps])
     configure_environment(cfg, base)

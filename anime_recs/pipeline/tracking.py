@@ -76,6 +76,22 @@ def resolve_wandb_mode(mode: str | None = None) -> str:
     return mode
 
 
+def wandb_mode_line(mode: str, asked: str) -> str:
+    """The one line a pipeline prints about W&B: online, offline (where the runs are, how to upload them) or disabled.
+
+    Args:
+        mode: The resolved mode (:func:`resolve_wandb_mode`).
+        asked: ``main.wandb_mode`` as configured (``auto`` explains an offline mode by the missing key).
+    """
+    if mode == "disabled":
+        return "W&B: disabled (main.wandb_mode=disabled); MLflow records every run"
+    if mode == "online":
+        return f"W&B: online, project {os.environ.get('WANDB_PROJECT', 'anime_recommendations')}"
+    where = Path(os.environ.get("WANDB_DIR") or ".").resolve() / "wandb"
+    why = "no W&B API key is configured" if asked.strip().lower() in ("", "auto") else "main.wandb_mode=offline"
+    return f"W&B: offline ({why}); runs are kept in {where}; upload them later with: wandb sync {where}/offline-run-*"
+
+
 class StepContext:
     """What a step uses to read inputs and publish outputs."""
 
