@@ -150,3 +150,23 @@ def test_an_export_with_entities_is_refused_in_one_line(served: SimpleNamespace)
             b"<myanimelist><anime><series_animedb_id>3</series_animedb_id><my_score>&b;</my_score></anime></myanimelist>")
     detail = _one_line_4xx(served.client.post("/api/new-user/mal-export", files={"file": ("list.xml", bomb)}), 422)
     assert "entities or external references" in detail
+
+
+def test_every_misspelt_name_is_reported_at_once_with_suggestions(served: SimpleNamespace, tmp_path: Path) -> None:
+    from tests.serve_world import world
+
+    names = world()[1]["Name"].tolist()
+    good, typo, reordered = names[0], names[1][:-1] + "q", " ".join(reversed(names[2].split()))
+    ratings = [{"anime": good, "rating": 9}, {"anime": typo, "rating": 8}, {"anime": reordered, "rating": 7},
+               {"anime": "zzqqxxyy", "rating": 5}]
+    if reordered == names[2]:  # a one-word name: reordering changes nothing, misspell it instead
+        ratings[2]["anime"] = reordered = names[2] + "x"
+    detail = _one_line_4xx(served.client.post("/api/new-user/recommendations", json={"ratings": ratings}), 404)
+    assert detail.startswith("no anime named ") and "3 name(s) not found" in detail, detail
+    for missed, meant in ((typo, names[1]), (reordered, names[2])):
+        assert f"{missed!r} (" in detail and f"{meant!r}" in detail.split(f"{missed!r} (")[1].split(")")[0] + ")", detail
+    assert "'zzqqxxyy' (nothing close)" in detail
+    csv = tmp_path / "mine.csv"
+    csv.write_text("name,rating\n" + "\n".join(f"{r['anime']},{r['rating']}" for r in ratings) + "\n")
+    cli = _cli("recommend", "--ratings", str(csv), root=served.root)
+    assert cli.returncode == 2 and cli.stderr.strip().splitlines() == [f"error: {detail}"], cli.stderr

@@ -137,14 +137,38 @@ def _check_scale(rec: AnimeRecommender, ratings: RatingList) -> np.ndarray:
     return values
 
 
+#: Names listed in the error about names not found (with their closest matches).
+MAX_NAMES_REPORTED = 20
+
+
+def _resolve_names(rec: AnimeRecommender, names: list[object]) -> dict[object, int]:
+    """Each distinct name's MAL_ID; one error listing every name not found, each with its closest matches."""
+    resolved: dict[object, int] = {}
+    missed: list[str] = []
+    for name in dict.fromkeys(names):  # each distinct name once (a list holds at most MAX_RATINGS)
+        try:
+            resolved[name] = rec.resolve_anime(name)  # type: ignore[arg-type]
+        except UserInputError as exc:
+            if not isinstance(name, str) or not str(exc).startswith("no anime named"):
+                raise  # not a miss (a name too long, not a name at all): as it is
+            close = rec.names.suggest(name, 3)  # type: ignore[attr-defined]
+            missed.append(f"{cut(name, 60)!r} (" + (", ".join(f"{shown!r} ({mal_id})" for shown, mal_id in close)
+                                                     if close else "nothing close") + ")")
+    if missed:
+        shown = "; ".join(missed[:MAX_NAMES_REPORTED]) + ("; ..." if len(missed) > MAX_NAMES_REPORTED else "")
+        raise UserInputError(f"no anime named {shown} ({len(missed)} name(s) not found; closest matches with their "
+                             "MAL_ID in brackets): fix the names, or give MAL_IDs, and send the list again")
+    return resolved
+
+
 def _resolve(rec: AnimeRecommender, ratings: RatingList) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
     """Model rows and ratings of the listed anime the model knows; rows of every listed anime; skipped entries."""
     if not ratings.anime:
         raise UserInputError("the rating list is empty; rate at least one anime")
     values = _check_scale(rec, ratings)
     # Ids the anime table lacks (anime newer than the data) are skipped like anime the model lacks; names resolve.
-    mal_ids = np.array([a if isinstance(a, int) and not isinstance(a, bool) else rec.resolve_anime(a)
-                        for a in ratings.anime], np.int64)
+    by_name = _resolve_names(rec, [a for a in ratings.anime if not isinstance(a, int) or isinstance(a, bool)])
+    mal_ids = np.array([by_name[a] if a in by_name else a for a in ratings.anime], np.int64)
     in_table = rec.in_catalogue(mal_ids)
     rows = np.where(in_table, rec.anime_encoder.transform(np.where(in_table, mal_ids, 0), missing="minus_one"), -1)
     last = len(mal_ids) - 1 - np.unique(mal_ids[::-1], return_index=True)[1]  # an anime listed twice: its last rating
