@@ -50,6 +50,15 @@ def runs_table(db: Path) -> dict[str, dict[str, str]]:
     return {t.get("mlflow.runName", run): {**t, "run_id": run} for run, t in tags.items()}
 
 
+def test_overrides_become_parameters_of_the_pipeline_run() -> None:
+    from anime_recs.pipeline.run import headline_metrics, override_params
+
+    assert override_params(["model=original", "model.epochs=3", "+data.extra='a b'", "~main.verbose", "x"]) == {
+        "model": "original", "model.epochs": "3", "data.extra": "a b"}
+    assert headline_metrics({"ours.nDCG_at_10": 0.3, "GlobalMean.RMSE": 1.7, "step_seconds": 4.0}, "evaluate") == {
+        "ours.nDCG_at_10": 0.3, "evaluate.seconds": 4.0}
+
+
 def test_parse_steps_orders_and_rejects_unknown_names() -> None:
     assert parse_steps("preprocess,download") == ["download", "preprocess"]
     assert parse_steps(["download"]) == ["download"]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -62,6 +63,19 @@ def test_all_steps_publish_their_artifacts_nested_under_one_run(pipeline: Path) 
     parent = next(r for r in runs.values() if r.get("anime_recs.pipeline.steps") == ",".join(ALL_STEPS))
     children = sorted(r["mlflow.runName"] for r in runs.values() if r.get("mlflow.parentRunId") == parent["run_id"])
     assert children == sorted(ALL_STEPS)
+    con = sqlite3.connect(pipeline / "mlflow.db")
+    try:
+        kinds = {v for (v,) in con.execute("select value from experiment_tags where key = 'mlflow.experimentKind'")}
+        parent_metrics = {k for (k,) in con.execute("select key from latest_metrics where run_uuid = ?", (parent["run_id"],))}
+        prefs_run = next(r["run_id"] for r in runs.values() if r.get("mlflow.runName") == "user_prefs"
+                         and r.get("mlflow.parentRunId") == parent["run_id"])
+        artifact_uri = con.execute("select artifact_uri from runs where run_uuid = ?", (prefs_run,)).fetchone()[0]
+    finally:
+        con.close()
+    assert kinds == {"custom_model_development"}  # the MLflow UI opens its classic ML view
+    assert {"ours.nDCG_at_10", "ours.RMSE", "evaluate.seconds"} <= parent_metrics  # a sweep compares pipelines
+    figures = list(Path(artifact_uri.removeprefix("file://")).glob("figures/user_prefs_clouds/*.png"))
+    assert figures and all(f.read_bytes()[:4] == b"\x89PNG" for f in figures)
     metrics = pd.read_csv(store.get("evaluation_metrics.csv:latest").file()).set_index("model")
     assert set(metrics.index) == {"GlobalMean", "Popularity", "UserItemBias", "ours", "ours-similar-users"}
     assert metrics.loc["ours", "RMSE"] < metrics.loc["UserItemBias", "RMSE"] < metrics.loc["GlobalMean", "RMSE"]

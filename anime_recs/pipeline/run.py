@@ -33,7 +33,8 @@ from anime_recs.core.lifeline import PIPELINE_ENV, pipeline_alive, pipeline_toke
 from anime_recs.pipeline.backends import BACKEND_ENV, check_tracking_server, require_wandb_online, resolve_backend_name
 from anime_recs.pipeline.environments import building_environment, check_env_manager
 from anime_recs.pipeline.tracking import (PARENT_RUN_ENV, VERBOSE_ENV, WANDB_MODE_ENV, ensure_tracking_store, quiet_third_parties,
-                                          resolve_wandb_mode, default_tracking_store, use_experiment, wandb_mode_line)
+                                          resolve_wandb_mode, default_tracking_store, use_experiment, wandb_mode_line,
+                                          mark_ml_experiment)
 
 logger = logging.getLogger(__name__)
 
@@ -278,8 +279,32 @@ def _log_config(cfg: Config, overrides: list[str]) -> None:
     mlflow.log_dict(dict(cfg), "config/resolved_config.yaml")
     mlflow.log_dict({"overrides": list(overrides)}, "config/overrides.yaml")
     mlflow.set_tag("anime_recs.overrides", " ".join(overrides)[:5000])
-    mlflow.log_params({"model.family": cfg.get("model", {}).get("family", ""),
-                       "main.artifact_backend": os.environ.get(BACKEND_ENV, "local")})
+    params = {"model.family": cfg.get("model", {}).get("family", ""), "main.artifact_backend": os.environ.get(BACKEND_ENV, "local")}
+    params.update(override_params(overrides))  # each swept or overridden key: comparable in the runs table
+    mlflow.log_params(params)
+
+
+def override_params(overrides: list[str]) -> dict[str, str]:
+    """``key -> value`` of Hydra command-line overrides (``model.l2=1``, ``+a.b=2``, ``model=original``), values cut."""
+    params = {}
+    for override in overrides:
+        key, sep, value = override.partition("=")
+        key = key.lstrip("+~").strip()
+        if sep and key:
+            params[key[:250]] = value.strip().strip("'\"")[:500]
+    return params
+
+
+#: Metrics of a step run shown on the pipeline's run too (the headline numbers of a sweep's runs table).
+HEADLINE_METRICS = ("ours.", "gate.")
+
+
+def headline_metrics(metrics: Mapping[str, float], step: str) -> dict[str, float]:
+    """The metrics of a finished step that the pipeline's run carries: ``ours.*`` / ``gate.*`` and its duration."""
+    picked = {key: value for key, value in metrics.items() if key.startswith(HEADLINE_METRICS)}
+    if "step_seconds" in metrics:
+        picked[f"{step}.seconds"] = metrics["step_seconds"]
+    return picked
 
 
 #: Run tag: the token (:func:`anime_recs.core.lifeline.pipeline_token`) of the pipeline a run belongs to.
@@ -325,6 +350,7 @@ def _run_steps(cfg: Config, steps: list[str], params: dict[str, dict[str, Any]],
     os.environ[PIPELINE_ENV] = token = pipeline_token()  # each step watches this process (anime_recs.core.lifeline)
     with mlflow.start_run(run_name="pipeline") as parent:
         close_runs_of_stopped_pipelines(client, parent.info.experiment_id)
+        mark_ml_experiment(parent.info.experiment_id)  # whatever the entry point (mlflow run . or python main.py)
         os.environ[PARENT_RUN_ENV] = parent.info.run_id
         mlflow.set_tags({"anime_recs.pipeline.steps": ",".join(steps), PIPELINE_TAG: token})
         _log_config(cfg, overrides)
@@ -361,6 +387,9 @@ def _run_steps(cfg: Config, steps: list[str], params: dict[str, dict[str, Any]],
             if not finished:
                 raise UserInputError(f"step {step} failed (MLflow run {submitted.run_id}); see its error above")
             outputs, inputs = _run_record(client, submitted.run_id)
+            headline = headline_metrics(client.get_run(submitted.run_id).data.metrics, step)
+            if headline:
+                mlflow.log_metrics(headline)
             check_inputs(step, inputs, pinned)
             produced.update(outputs)
             for name, ref in outputs.items():

@@ -159,6 +159,10 @@ class StepContext:
         """Publish every staged output at once through the backend, then tag the MLflow run with the versions."""
         published = self.backend.publish(self.txn, self._mlflow, self._wandb_run)
         self._mlflow.set_tags({f"output.{a.name}"[:250]: a.ref for a in published})
+        for artifact in published:  # the figures, where people look for them: the step run's artifacts in MLflow
+            for filename in artifact.files:
+                if filename.lower().endswith(".png") and self.backend.name == "local":  # remote backends upload all
+                    self._mlflow.log_artifact(str(artifact.path / filename), artifact_path=f"figures/{artifact.name}")
         for artifact in published:
             self.outputs[artifact.name] = artifact.ref
             print(f"published {artifact.ref}  ({artifact.type}: {', '.join(artifact.files)}; {self.backend.name})", flush=True)
@@ -245,6 +249,12 @@ def default_tracking_store(base: Path) -> None:
     os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{runs / 'mlflow.db'}"
 
 
+#: The experiment tag by which the MLflow UI chooses its view; without it MLflow 3 may open the GenAI one.
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+#: The classic machine-learning view (runs table, metrics, parameters, artifacts).
+ML_EXPERIMENT_KIND = "custom_model_development"
+
+
 def use_experiment(name: str) -> None:
     """``mlflow.set_experiment(name)``, creating it with its artifacts beside a sqlite store (``mlruns/`` next to
     ``mlflow.db``) rather than in the current folder, MLflow's default."""
@@ -259,6 +269,15 @@ def use_experiment(name: str) -> None:
         except MlflowException:  # another pipeline created it meanwhile
             pass
     mlflow.set_experiment(name)
+
+
+def mark_ml_experiment(experiment_id: str) -> None:
+    """Tag the experiment as a machine-learning one (:data:`ML_EXPERIMENT_KIND`) unless it has a kind already."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient()
+    if EXPERIMENT_KIND_TAG not in (client.get_experiment(experiment_id).tags or {}):  # a kind set by hand is kept
+        client.set_experiment_tag(experiment_id, EXPERIMENT_KIND_TAG, ML_EXPERIMENT_KIND)
 
 
 def _start_wandb(step: str, params: dict[str, Any], mode: str, store: ArtifactStore) -> Any | None:
