@@ -182,6 +182,29 @@ def _als_side(ratings: sp.csr_matrix, fixed: np.ndarray, reg: float) -> np.ndarr
     return out
 
 
+def blend_weights(features: np.ndarray, target: np.ndarray, user_term_min_gain: float) -> tuple[np.ndarray, float]:
+    """Least-squares weights of the three terms on held-out residuals, the user term only where it pays.
+
+    The user neighbourhood is the one term whose cost grows with the users (a similarity pass per query). It is
+    kept when it lowers the held-out RMSE by at least ``user_term_min_gain`` (relative) over the blend of the other
+    two, else its weight is 0 and it is never computed. A little ridge keeps the weights sane on a tiny hold-out.
+
+    Returns:
+        The weights (item, user, factors) and the user term's relative RMSE gain.
+    """
+    def fit(columns: list[int]) -> tuple[np.ndarray, float]:
+        X = features[:, columns].astype(np.float64)
+        w = np.linalg.solve(X.T @ X + 1e-3 * len(X) * np.eye(len(columns)), X.T @ target)
+        return w, float(np.sqrt(np.mean((target - X @ w) ** 2)))
+
+    every, rmse_every = fit([0, 1, 2])
+    without, rmse_without = fit([0, 2])
+    gain = (rmse_without - rmse_every) / max(rmse_without, 1e-12)
+    if gain >= user_term_min_gain:
+        return every, gain
+    return np.array([without[0], 0.0, without[1]]), gain
+
+
 def _sample_users(held: Interactions, max_users: int, seed: int) -> Interactions:
     """``held`` restricted to at most ``max_users`` of its users (all of them when there are fewer)."""
     users = np.unique(held.user_rows)
@@ -210,6 +233,9 @@ class _Parts:
         for _ in range(int(p["iterations"])):
             self.P = _als_side(self.residual, self.Q, float(p["factor_reg"]))
             self.Q = _als_side(residual_t, self.P, float(p["factor_reg"]))
+
+    #: Whether :meth:`features` computes the user-neighbourhood term (False once the blend gives it weight 0).
+    use_user_term = True
 
     def configure(self, p: dict[str, Any]) -> None:
         """Set the query-time options from the family's parameters."""
@@ -299,10 +325,11 @@ class _Parts:
         block = max(1, _BLOCK_ELEMENTS // max(self.residual.shape[0], 1))
         for start in range(0, len(users), block):
             chunk = users[start : start + block]
-            user_sim = self.user_similarities(chunk)
-            for j, (u, sims) in enumerate(zip(chunk.tolist(), user_sim)):
+            user_sim = self.user_similarities(chunk) if self.use_user_term else None
+            for j, u in enumerate(chunk.tolist()):
                 out[start + j, :, 0] = self._item_term(u, items)
-                out[start + j, :, 1] = self._user_term(sims, items)
+                if user_sim is not None:
+                    out[start + j, :, 1] = self._user_term(user_sim[j], items)
         out[:, :, 2] = self.P[users] @ self.Q[items].T
         return out
 
@@ -366,6 +393,8 @@ class Neighbourhood(RecommenderModel):
         user_candidates: Most similar users considered by the user neighbourhood.
         user_pool: Beyond this many users, each user's similarities are computed with this many users
             only: those whose latent factors are closest.
+        user_term_min_gain: The user neighbourhood is kept only if it lowers the blend's held-out RMSE by at
+            least this share (0.001 = 0.1%); else it is dropped (it costs a similarity pass per query).
         factors, factor_reg, iterations: ALS-WR latent factors on the residuals.
         blend_fraction: Share of each user's ratings held out to fit the blend weights.
         blend_users: At most this many users' held-out ratings fit them (three weights need few;
@@ -379,7 +408,7 @@ class Neighbourhood(RecommenderModel):
     tuning_grid: ClassVar[dict[str, tuple[Any, ...]]] = {"factors": (16, 32, 64), "k": (20, 40)}
     hybrid_part = "rating"
     defaults: ClassVar[dict[str, Any]] = {"reg_item": 10.0, "reg_user": 15.0, "bias_sweeps": 10, "k": 40, "shrinkage": 100.0,
-                                "user_candidates": 400, "user_pool": 2000, "factors": 64, "factor_reg": 0.1, "iterations": 10,
+                                "user_candidates": 400, "user_pool": 2000, "user_term_min_gain": 0.001, "factors": 64, "factor_reg": 0.1, "iterations": 10,
                                 "blend_fraction": 0.1, "blend_users": 2000, "fit_users": 20000, "embedding_size": 64,
                                 "seed": 0}
 
@@ -390,26 +419,27 @@ class Neighbourhood(RecommenderModel):
         p = self.params
         sample = data.subsample(int(p["fit_users"]), data.shape[1], int(p["seed"]))
         fit_part, held = sample.holdout(float(p["blend_fraction"]), int(p["seed"]))
-        weights = np.ones(3)
+        weights, user_gain = np.ones(3), None
         held = _sample_users(held, int(p["blend_users"]), int(p["seed"]))
         if len(held) >= 10:
             first = _Parts(fit_part, p)
             feats = first.features_at(held.user_rows, held.item_rows)
             base = first.mu + first.b_user[held.user_rows] + first.b_item[held.item_rows]
-            # A little ridge keeps the weights sane when the hold-out is tiny.
-            gram = feats.T.astype(np.float64) @ feats + 1e-3 * len(held) * np.eye(3)
-            weights = np.linalg.solve(gram, feats.T.astype(np.float64) @ (held.ratings - base))
+            weights, user_gain = blend_weights(feats, held.ratings - base, float(p["user_term_min_gain"]))
             del first  # before the final fit: never two item-similarity matrices at once
         del fit_part, held
         self._weights = weights.astype(np.float64)
         logger.info("neighbourhood: final fit on %d users ...", sample.shape[0])
         self._parts = _Parts(sample, p)
+        self._parts.use_user_term = bool(self._weights[1] != 0)
         if sample is not data:  # every user's bias, residuals and factors against the sample's item side
             self._parts.extend_to(data, float(p["reg_user"]), float(p["factor_reg"]))
         self._U = self._V = None
         if self.representations:
             self._U, self._V = spectral_vectors(data.matrix(), int(p["embedding_size"]), int(p["seed"]))
-        self.fit_info = {"blend": [round(float(w), 3) for w in weights]}
+        self.fit_info = {"blend": [round(float(w), 3) for w in weights],
+                         "user_term": {"rmse_gain": None if user_gain is None else round(user_gain, 5),
+                                       "kept": bool(self._weights[1] != 0)}}
         if sample is not data:
             self.fit_info["fit_users"] = sample.shape[0]
         logger.info("neighbourhood blend weights (item, user, factors): %s", self.fit_info["blend"])
@@ -520,4 +550,5 @@ class Neighbourhood(RecommenderModel):
         parts.rated.data = np.ones_like(parts.rated.data)
         parts.item_sim, parts.P, parts.Q = arrays["item_sim"], arrays["P"], arrays["Q"]
         self._parts, self._weights = parts, arrays["weights"]
+        parts.use_user_term = bool(np.asarray(self._weights)[1] != 0)
         self._U, self._V = arrays.get("user_vectors"), arrays.get("item_vectors")
