@@ -604,3 +604,11 @@ def test_similar_anime_and_users_need_enough_ratings() -> None:
     assert len(lonely) == 3 and not set(lonely["MAL_ID"]) & set(single.tolist())
     assert 999 not in set(rec.similar_users(100, n=5)["user_id"])
     assert 999 == rec.similar_users(100, n=5, min_ratings=0)["user_id"].iloc[0]
+
+
+def test_zero_embedding_rows_are_not_announced_to_every_answer(caplog: pytest.LogCaptureFixture) -> None:
+    matrix = np.array([[1.0, 0.0], [0.0, 0.0], [0.6, 0.8]], np.float32)
+    with caplog.at_level("INFO"):
+        unit = AnimeRecommender._normalised(matrix, "anime")
+    assert not [r for r in caplog.records if "all zero" in r.getMessage()]
+    np.testing.assert_allclose(unit, matrix)  # zero rows stay zero, unit rows unchanged

@@ -171,8 +171,8 @@ class AnimeRecommender(Catalogue, UserRatings, ModelRanking):
             raise DataValidationError(f"{what} embeddings contain NaN or inf; retrain or re-export the model")
         norms = np.sqrt(np.einsum("ij,ij->i", matrix, matrix))  # no temporary copy of the matrix
         zero = norms == 0
-        if zero.any():
-            logger.warning("%d %s embedding rows are all zero; their similarities are 0", int(zero.sum()), what)
+        if zero.any():  # expected (e.g. anime nobody rated in training); a detail for debugging, not for each answer
+            logger.debug("%d %s embedding rows are all zero; their similarities are 0", int(zero.sum()), what)
         # Inputs are normally normalised already; only copy when they are not.
         if np.abs(norms[~zero] - 1).max(initial=0.0) > 1e-3:
             logger.info("normalising %s embeddings to unit length", what)
