@@ -251,7 +251,7 @@ def _mixed_load(server: _Server, endpoints: list, args: argparse.Namespace) -> d
 
 def main(argv: list[str] | None = None) -> int:
     """Start the server, measure every endpoint, then the mixed load with 1 and N workers; print the summary line."""
-    from anime_recs.serve.app import default_workers
+    from anime_recs.models.linalg import workers
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--users", type=int, default=325_000, help="users with embeddings (--synthetic)")
@@ -260,7 +260,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ratings", type=int, default=5_000_000, help="approximate ratings rows (--synthetic)")
     parser.add_argument("--requests", type=int, default=300, help="requests per endpoint")
     parser.add_argument("--clients", type=int, default=2, help="concurrent clients of the latency phase")
-    parser.add_argument("--workers", type=int, default=default_workers(),
+    parser.add_argument("--workers", type=int, default=workers(),
                         help="server processes, as anime-recs serve --workers (default: one per core; --synthetic: 1)")
     parser.add_argument("--load-requests", type=int, default=1000, help="requests of the mixed load phase (0: no load phase)")
     parser.add_argument("--load-clients", type=int, default=50, help="concurrent keep-alive clients of the load phase")
@@ -284,12 +284,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.synthetic:
         args.workers = 1
-    own = [a for a in (argv if argv is not None else sys.argv[1:])]
+    own = list(argv if argv is not None else sys.argv[1:])
     if args.synthetic:
-        _, _, _, user_ids = _catalogue(args)
+        _, anime, _, user_ids = _catalogue(args)
         rng = np.random.default_rng(args.seed + 2)
         world = {"user_ids": rng.choice(user_ids, args.requests).tolist(),
-                 "anime_ids": rng.choice(_catalogue(args)[1]["MAL_ID"].to_numpy(), args.requests).tolist()}
+                 "anime_ids": rng.choice(anime["MAL_ID"].to_numpy(), args.requests).tolist()}
     else:
         world = _world_of_files(args)
     endpoints = _endpoints(args, world)

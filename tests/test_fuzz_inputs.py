@@ -7,7 +7,9 @@ answers or ends with one line, never a traceback.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -29,6 +31,17 @@ def test_the_id_rule_never_raises(value: object) -> None:
     assert parsed is None or (isinstance(parsed, int) and -(2**63) <= parsed < 2**63)
 
 
+def _parsed_or_one_line(parse: Callable[[Any], RatingList], data: Any) -> RatingList | None:
+    """What ``parse`` makes of ``data``: a :class:`RatingList`, or None after a one-line :class:`UserInputError`."""
+    try:
+        parsed = parse(data)
+    except UserInputError as exc:
+        assert "\n" not in str(exc)
+        return None
+    assert isinstance(parsed, RatingList)
+    return parsed
+
+
 CSV_ROWS = st.lists(st.tuples(st.one_of(st.integers(-5, 10**21).map(str), st.text(max_size=30)),
                               st.one_of(st.floats(allow_nan=True).map(str), st.text(max_size=8))), max_size=20)
 
@@ -36,12 +49,8 @@ CSV_ROWS = st.lists(st.tuples(st.one_of(st.integers(-5, 10**21).map(str), st.tex
 @FUZZ
 @given(st.one_of(st.text(max_size=600), CSV_ROWS.map(lambda rows: "anime_id,rating\n" + "\n".join(f"{a},{r}" for a, r in rows))))
 def test_a_rating_csv_parses_or_is_one_line(text: str) -> None:
-    try:
-        parsed = ratings_from_csv(text)
-    except UserInputError as exc:
-        assert "\n" not in str(exc)
-        return
-    assert isinstance(parsed, RatingList) and len(parsed.anime) == len(parsed.ratings)
+    parsed = _parsed_or_one_line(ratings_from_csv, text)
+    assert parsed is None or len(parsed.anime) == len(parsed.ratings)
 
 
 XML_ENTRIES = st.lists(st.tuples(st.text(max_size=12), st.text(max_size=8)), min_size=1, max_size=10)
@@ -52,12 +61,8 @@ XML_ENTRIES = st.lists(st.tuples(st.text(max_size=12), st.text(max_size=8)), min
     "<myanimelist>" + "".join(f"<anime><series_animedb_id>{i}</series_animedb_id><my_score>{s}</my_score></anime>"
                               for i, s in entries) + "</myanimelist>").encode("utf-8", "surrogatepass"))))
 def test_a_mal_export_parses_or_is_one_line(data: bytes) -> None:
-    try:
-        parsed = ratings_from_mal_xml(data)
-    except UserInputError as exc:
-        assert "\n" not in str(exc)
-        return
-    assert isinstance(parsed, RatingList) and all(isinstance(a, int) for a in parsed.anime)
+    parsed = _parsed_or_one_line(ratings_from_mal_xml, data)
+    assert parsed is None or all(isinstance(a, int) for a in parsed.anime)
 
 
 @pytest.fixture(scope="module")

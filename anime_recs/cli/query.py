@@ -92,10 +92,11 @@ def answer(args: argparse.Namespace, root: str | None) -> dict[str, Any]:
 def run(args: argparse.Namespace, root: str | None) -> int:
     """Entry for the commands of :func:`add_commands`; returns the exit code."""
     if args.group == "serve":
-        from anime_recs.serve.app import default_workers, serve
+        from anime_recs.models.linalg import workers
+        from anime_recs.serve.app import serve
 
         serve(root, args.host, args.port, args.model, args.reload_every,
-              default_workers() if args.workers is None else args.workers)
+              workers() if args.workers is None else args.workers)
         return 0
     result = answer(args, root)
     if args.json:

@@ -42,6 +42,13 @@ def as_int(text: object) -> int | None:
     return value if -(2**63) <= value < 2**63 else None
 
 
+def as_id(text: object) -> int | None:
+    """``text`` as an id: ASCII digits only (no sign: ``"+3"`` and ``"-1"`` are not ids) within int64, else None."""
+    if not isinstance(text, str) or not ASCII_DIGITS.fullmatch(text):
+        return None
+    return as_int(text)
+
+
 def check_name(name: str, what: str = "anime name") -> str:
     """``name`` unchanged, or a one-line error when it is longer than :data:`MAX_NAME_CHARS`."""
     if len(name) > MAX_NAME_CHARS:

@@ -23,7 +23,7 @@ BLOCK_ROWS = 2048
 
 
 def workers() -> int:
-    """Threads for block-parallel work: the cores this process may use."""
+    """The cores this process may use: threads for block-parallel work, ``anime-recs serve`` worker processes."""
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # pragma: no cover - not Linux

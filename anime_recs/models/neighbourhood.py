@@ -64,6 +64,14 @@ def _times_rows(matrix: sp.csr_matrix, rows: sp.csr_matrix) -> np.ndarray:
     return np.asarray((matrix @ rows.T.tocsr()).T.toarray())
 
 
+def _shrunk_pearson(num: np.ndarray, sq_self: np.ndarray, sq_other: np.ndarray, common: np.ndarray,
+                    shrinkage: float) -> np.ndarray:
+    """Pearson similarity from its sums, shrunk by ``(n - 1) / (n - 1 + shrinkage)``; 0 for under two common ratings."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        sim = num / np.sqrt(sq_self * sq_other)
+    return np.where(np.isfinite(sim) & (common > 1), sim * (common - 1) / (common - 1 + shrinkage), 0.0)
+
+
 def _pearson_baseline(residual: sp.csr_matrix, rated: sp.csr_matrix, rows: np.ndarray | None, shrinkage: float,
                       squared: sp.csr_matrix | None = None) -> np.ndarray:
     """Shrunk Pearson-baseline similarity of ``rows`` of ``residual`` with all its rows (float32, dense).
@@ -97,9 +105,7 @@ def _pearson_baseline(residual: sp.csr_matrix, rated: sp.csr_matrix, rows: np.nd
             sq_self = _times_rows(rated, R.multiply(R))  # the query's squares over common co-entities
             sq_other = _times_rows(squared, M)
             common = _times_rows(rated, M)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            sim = num / np.sqrt(sq_self * sq_other)
-        out[start:stop] = np.where(np.isfinite(sim) & (common > 1), sim * (common - 1) / (common - 1 + shrinkage), 0.0)
+        out[start:stop] = _shrunk_pearson(num, sq_self, sq_other, common, shrinkage)
 
     for_each_block(similarities, len(rows), block)
     return out
@@ -309,10 +315,7 @@ class _Parts:
         rated[query_rows, query.indices] = True
         num, sq_self, sq_other, common = _pool_sums(self.residual.indptr, self.residual.indices, self.residual.data,
                                                     np.ascontiguousarray(pool, np.int64), dense, rated)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            sim = num / np.sqrt(sq_self * sq_other)
-        return np.where(np.isfinite(sim) & (common > 1), sim * (common - 1) / (common - 1 + self.shrinkage),
-                        0.0).astype(np.float32)
+        return _shrunk_pearson(num, sq_self, sq_other, common, self.shrinkage).astype(np.float32)
 
     def features(self, user_rows: np.ndarray, item_rows: np.ndarray | None = None) -> np.ndarray:
         """``(len(users), len(items), 3)``: item-neighbourhood, user-neighbourhood and factor terms.

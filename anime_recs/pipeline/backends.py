@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from anime_recs.store.artifacts import MANIFEST, ArtifactStore, ArtifactVersion, Transaction, parse_ref, sha256_of
-from anime_recs.core.parsing import as_int
+from anime_recs.core.parsing import as_id
 from anime_recs.core.errors import ArtifactError, UserInputError, plain
 
 logger = logging.getLogger(__name__)
@@ -211,8 +211,8 @@ class MlflowBackend:
                                            max_results=1000, page_token=token)
             for run in page:
                 value = run.data.tags.get(version_tag(name), "")
-                if as_int(value) is not None and as_int(value) >= 0:  # type: ignore[operator]
-                    found.setdefault(int(value), []).append(run)
+                if (version := as_id(value)) is not None:
+                    found.setdefault(version, []).append(run)
             token = page.token
             if not token:
                 break
@@ -229,7 +229,7 @@ class MlflowBackend:
                                 "run the step that produces it with main.artifact_backend=mlflow")
         if wanted == "latest":
             version = max(claims)
-        elif wanted.startswith("v") and as_int(wanted[1:]) in claims:
+        elif wanted.startswith("v") and as_id(wanted[1:]) in claims:
             version = int(wanted[1:])
         else:
             listed = ", ".join(f"v{v}" for v in sorted(claims))

@@ -34,7 +34,7 @@ from anime_recs.pipeline.backends import BACKEND_ENV, check_tracking_server, req
 from anime_recs.pipeline.environments import building_environment, check_env_manager
 from anime_recs.pipeline.tracking import (PARENT_RUN_ENV, VERBOSE_ENV, WANDB_MODE_ENV, ensure_tracking_store, quiet_third_parties,
                                           resolve_wandb_mode, default_tracking_store, use_experiment, wandb_mode_line,
-                                          mark_ml_experiment)
+                                          mark_killed, mark_ml_experiment)
 
 logger = logging.getLogger(__name__)
 
@@ -319,8 +319,7 @@ def close_runs_of_stopped_pipelines(client: Any, experiment_id: str) -> list[str
     """
     stale = [run.info.run_id for run in client.search_runs([experiment_id], "attributes.status = 'RUNNING'", max_results=1000)
              if run.data.tags.get(PIPELINE_TAG) and not pipeline_alive(run.data.tags[PIPELINE_TAG])]
-    for run_id in stale:
-        client.set_terminated(run_id, "KILLED")
+    mark_killed(stale)
     if stale:
         logger.info("marked %d run(s) of stopped pipelines as KILLED: %s", len(stale), ", ".join(stale))
     return stale
@@ -382,7 +381,7 @@ def _run_steps(cfg: Config, steps: list[str], params: dict[str, dict[str, Any]],
                 finished = submitted.wait()
             except BaseException:  # Ctrl-C, or SIGTERM (see stop_on_sigterm): the step stops with the pipeline
                 submitted.cancel()
-                client.set_terminated(submitted.run_id, "KILLED")
+                mark_killed([submitted.run_id])
                 raise
             if not finished:
                 raise UserInputError(f"step {step} failed (MLflow run {submitted.run_id}); see its error above")

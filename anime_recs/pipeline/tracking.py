@@ -313,8 +313,8 @@ def quiet_third_parties() -> None:
         logging.getLogger().setLevel(logging.DEBUG)
 
 
-def _mark_killed(run_ids: list[str]) -> None:
-    """Mark MLflow runs as KILLED (a step whose pipeline was stopped, and that pipeline's run)."""
+def mark_killed(run_ids: list[str]) -> None:
+    """Mark MLflow runs as KILLED (a stopped step, its pipeline's run, runs of pipelines killed earlier)."""
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient()
@@ -359,7 +359,7 @@ def run_step(step: str, params: dict[str, Any], body: Callable[[StepContext], An
                              "anime_recs.python": sys.executable, "anime_recs.environment": sys.prefix,
                              "anime_recs.library": str(Path(__file__).resolve().parents[1])})
             run_id = run.info.run_id
-            watch_pipeline(f"step {step}", lambda: _mark_killed([run_id, parent or run_id]))
+            watch_pipeline(f"step {step}", lambda: mark_killed([run_id, parent or run_id]))
             wandb_run = _start_wandb(step, params, mode, store)
             try:
                 ctx = StepContext(step, store, mlflow, wandb_run, mode, open_backend(backend_name, cache, wandb_run, mode))

@@ -24,7 +24,7 @@ import pandas as pd
 
 from anime_recs.core.errors import ArtifactError, UserInputError, plain
 from anime_recs.core.options import config_default
-from anime_recs.core.parsing import as_int
+from anime_recs.core.parsing import as_id
 from anime_recs.data.files import load_anime, load_synopses
 from anime_recs.data.preprocess import raw_ratings
 from anime_recs.models import load_model
@@ -89,8 +89,8 @@ def model_ref(model: str | None) -> str:
     if model is None or model in ("", "latest"):
         return f"{MODEL_ARTIFACT}:latest"
     text = str(model).strip()
-    number = as_int(text.removeprefix("v"))
-    if number is not None and number >= 0 and not text.startswith(("+", "v+", "v-")):
+    number = as_id(text.removeprefix("v"))
+    if number is not None:
         return f"{MODEL_ARTIFACT}:v{number}"
     if _FULL_REF.fullmatch(text):
         return text

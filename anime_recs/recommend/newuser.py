@@ -33,7 +33,7 @@ import pandas as pd
 from defusedxml import DefusedXmlException
 
 from anime_recs.core.errors import UserInputError, cut
-from anime_recs.core.parsing import as_int
+from anime_recs.core.parsing import as_id, as_int
 from anime_recs.models.foldin import fold_in
 from anime_recs.recommend.catalogue import check_count
 from anime_recs.recommend.recommender import AnimeRecommender
@@ -67,6 +67,12 @@ def ratings_from_pairs(pairs: Iterable[tuple[int | str, float]]) -> RatingList:
     return RatingList([a for a, _ in items], [float(r) for _, r in items])
 
 
+def id_or_name(text: str) -> int | str:
+    """A MAL_ID when ``text`` is an integer (ASCII digits), else the text as a name."""
+    value = as_int(text)
+    return text if value is None else value
+
+
 def ratings_from_csv(text: str | bytes) -> RatingList:
     """Parse a rating-list CSV: columns ``anime_id`` (or ``MAL_ID``) or ``name``, and ``rating``.
 
@@ -84,8 +90,7 @@ def ratings_from_csv(text: str | bytes) -> RatingList:
         raise UserInputError(f"the rating list needs columns anime_id (or name) and rating; it has {list(frame.columns)}")
     values = pd.to_numeric(frame[columns["rating"]].str.strip(), errors="coerce")  # not a number: NaN, listed later
     by_name = key == columns.get("name")
-    anime: list[int | str] = [v if by_name or as_int(v) is None else as_int(v)  # type: ignore[misc]
-                              for v in frame[key].astype(str)]
+    anime: list[int | str] = [v if by_name else id_or_name(v) for v in frame[key].astype(str)]
     return ratings_from_pairs(zip(anime, values.tolist()))
 
 
@@ -108,16 +113,17 @@ def ratings_from_mal_xml(data: str | bytes) -> RatingList:
     anime, ratings, seen = [], [], []
     for entry in entries:
         mal_id, score = entry.findtext("series_animedb_id", ""), entry.findtext("my_score", "0")
-        if as_int(mal_id) is None or as_int(mal_id) < 0:  # type: ignore[operator]
+        anime_id = as_id(mal_id)
+        if anime_id is None:
             raise UserInputError(f"an <anime> entry has series_animedb_id {cut(mal_id)!r}; expected a MAL_ID")
         try:
             value = float(score)
         except ValueError:
             value = float("nan")  # listed with every other bad rating by _resolve
         if value == 0:  # MyAnimeList's "not rated"
-            seen.append(int(mal_id))
+            seen.append(anime_id)
         else:
-            anime.append(int(mal_id))
+            anime.append(anime_id)
             ratings.append(value)
     if len(anime) > MAX_RATINGS:
         raise UserInputError(f"{len(anime):,} ratings is too many; send at most {MAX_RATINGS:,}")

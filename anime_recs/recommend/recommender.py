@@ -229,8 +229,8 @@ class AnimeRecommender(Catalogue, UserRatings, ModelRanking):
         # Regression: ids beyond int64 overflowed numpy lookups (a 500 in the HTTP API); they are unknown ids.
         if is_integer(user_id) and abs(int(user_id)) < 2**63:  # type: ignore[call-overload]
             return int(user_id)  # type: ignore[call-overload]
-        if as_int(user_id) is not None:
-            return as_int(user_id)  # type: ignore[return-value]
+        if (parsed := as_int(user_id)) is not None:
+            return parsed
         raise UserInputError(f"a user id must be an integer, got {user_id!r}")
 
     def similar_items(

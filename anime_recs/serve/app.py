@@ -282,14 +282,6 @@ def app_from_env() -> FastAPI:
     return create_app(holder)
 
 
-def default_workers() -> int:
-    """One worker per core (``os.sched_getaffinity`` where available)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not on Linux
-        return max(1, os.cpu_count() or 1)
-
-
 def serve(root: Path | str | None, host: str, port: int, model: str | None, reload_every: float, workers: int = 1) -> None:
     """Load the model, start the reload thread, run uvicorn until interrupted (``workers`` processes when > 1)."""
     import uvicorn

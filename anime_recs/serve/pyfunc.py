@@ -40,8 +40,7 @@ from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 
 from anime_recs.core.config import str_to_list
 from anime_recs.core.errors import UserInputError, one_line
-from anime_recs.core.parsing import as_int
-from anime_recs.recommend.newuser import ratings_from_pairs
+from anime_recs.recommend.newuser import id_or_name, ratings_from_pairs
 from anime_recs.serve.service import Service
 
 logger = logging.getLogger(__name__)
@@ -89,7 +88,7 @@ def answer_frame(service: Service, frame: pd.DataFrame, params: dict[str, Any] |
         ratings = pd.to_numeric(frame["rating"], errors="coerce")
         if ratings.isna().any():
             raise UserInputError("every rating must be a number, e.g. 8")
-        pairs = [(q if as_int(q) is None else as_int(q), float(r)) for q, r in zip(queries, ratings)]
+        pairs = [(id_or_name(q), float(r)) for q, r in zip(queries, ratings)]
         result = service.new_user(ratings_from_pairs(pairs), n, genres, types, low, high)
         return pd.DataFrame(_rows("new_user", result, kind), columns=list(OUTPUT_COLUMNS))
     rows: list[dict[str, Any]] = []

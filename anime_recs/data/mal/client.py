@@ -24,7 +24,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from anime_recs.core.errors import UserInputError
-from anime_recs.core.parsing import as_int
+from anime_recs.core.parsing import as_id
 
 logger = logging.getLogger(__name__)
 
@@ -119,8 +119,8 @@ def parse_retry_after(value: str | None) -> float | None:
     if not value:
         return None
     value = value.strip()
-    if as_int(value) is not None and as_int(value) >= 0:  # type: ignore[operator]
-        return float(as_int(value))  # type: ignore[arg-type]
+    if (seconds := as_id(value)) is not None:
+        return float(seconds)
     try:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError):
