@@ -142,7 +142,7 @@ def test_the_same_anime_twice_counts_once_with_its_last_rating(served: SimpleNam
                               json={"ratings": [{"anime": 13, "rating": 8}, {"anime": 3, "rating": 1}]})
     assert twice.status_code == once.status_code == 200
     assert twice.json()["used"] == 2
-    assert [r["MAL_ID"] for r in twice.json()["results"]] == [r["MAL_ID"] for r in once.json()["results"]]
+    assert [r["mal_id"] for r in twice.json()["results"]] == [r["mal_id"] for r in once.json()["results"]]
 
 
 def test_an_export_with_entities_is_refused_in_one_line(served: SimpleNamespace) -> None:

@@ -81,6 +81,11 @@ def test_pyfunc_model_answers_in_process(store: Path) -> None:
     assert len(similar) == 4 and sum(GENRE_OF[i] == "Action" for i in similar["id"]) >= 3
     new = model.predict(pd.DataFrame({"query": ["Toradora", "Clannad"], "rating": [10.0, 9.0]}), params={"kind": "new_user", "n": 3})
     assert all(GENRE_OF[i] == "Romance" for i in new["id"]) and new["explanation"].str.startswith("like ").all()
+    from anime_recs.serve.pyfunc import strict_json
+    from anime_recs.serve.schema import PyfuncRow
+
+    for row in strict_json(pd.concat([similar, new])).to_dict("records"):  # the rows the scoring server writes
+        PyfuncRow.model_validate(row)
     assert "params" in model.metadata.get_input_schema().to_dict()[0] or model.metadata.get_params_schema() is not None
     with pytest.raises(mlflow.exceptions.MlflowException, match="unknown kind"):
         model.predict(pd.DataFrame({"query": ["1"]}), params={"kind": "nonsense"})

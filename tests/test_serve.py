@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -47,23 +48,23 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimpleNamespace
 
 def test_similar_anime_by_forgiving_name(served: SimpleNamespace) -> None:
     answer = served.client.get("/api/anime/similar", params={"anime": "cowboy  BEBOP", "n": 5}).json()
-    assert answer["version"] == served.ref and answer["query"]["Name"] == "Cowboy Bebop"
+    assert answer["version"] == served.ref and answer["query"]["name"] == "Cowboy Bebop"
     assert len(answer["results"]) == 5
-    assert sum(GENRE_OF[r["MAL_ID"]] == "Action" for r in answer["results"]) >= 4
-    assert {"Genres", "Type", "Score", "Synopsis", "Similarity"} <= set(answer["results"][0])
+    assert sum(GENRE_OF[r["mal_id"]] == "Action" for r in answer["results"]) >= 4
+    assert {"genres", "type", "score", "synopsis", "similarity"} <= set(answer["results"][0])
 
 
 def test_search_suggests_names_for_a_misspelling(served: SimpleNamespace) -> None:
-    names = [r["Name"] for r in served.client.get("/api/search", params={"q": "toradra"}).json()["results"]]
+    names = [r["name"] for r in served.client.get("/api/search", params={"q": "toradra"}).json()["results"]]
     assert names and names[0] == "Toradora"
 
 
 def test_known_user_endpoints(served: SimpleNamespace) -> None:
     user = FIRST_USER + 2  # a horror fan (cluster k % 3 == 2)
     recs = served.client.get(f"/api/users/{user}/recommendations", params={"n": 5}).json()["results"]
-    assert sum(GENRE_OF[r["MAL_ID"]] == "Horror" for r in recs) >= 4
+    assert sum(GENRE_OF[r["mal_id"]] == "Horror" for r in recs) >= 4
     votes = served.client.get(f"/api/users/{user}/similar-user-recommendations", params={"n": 3}).json()["results"]
-    assert votes and votes[0]["Explanation"].endswith("similar users")
+    assert votes and votes[0]["explanation"].endswith("similar users")
     similar = served.client.get(f"/api/users/{user}/similar", params={"n": 5}).json()["results"]
     assert sum((r["user_id"] - FIRST_USER) % 3 == 2 for r in similar) >= 4
     prefs = served.client.get(f"/api/users/{user}/preferences").json()
@@ -73,12 +74,12 @@ def test_known_user_endpoints(served: SimpleNamespace) -> None:
 def test_new_user_from_json_ratings_and_from_a_mal_export(served: SimpleNamespace) -> None:
     body = {"ratings": [{"anime": "Toradora", "rating": 10}, {"anime": 13, "rating": 9}, {"anime": "clannad", "rating": 9}], "n": 5}
     answer = served.client.post("/api/new-user/recommendations", json=body).json()
-    assert answer["used"] == 3 and sum(GENRE_OF[r["MAL_ID"]] == "Romance" for r in answer["results"]) >= 4
-    assert not {13, 23} & {r["MAL_ID"] for r in answer["results"]}  # listed anime are not recommended
-    assert answer["results"][0]["Explanation"].startswith("like ")
+    assert answer["used"] == 3 and sum(GENRE_OF[r["mal_id"]] == "Romance" for r in answer["results"]) >= 4
+    assert not {13, 23} & {r["mal_id"] for r in answer["results"]}  # listed anime are not recommended
+    assert answer["results"][0]["explanation"].startswith("like ")
     upload = served.client.post("/api/new-user/mal-export", params={"n": 4}, files={"file": ("animelist.xml", MAL_XML)}).json()
     assert upload["used"] == 2 and len(upload["results"]) == 4
-    assert not {3, 13, 23} & {r["MAL_ID"] for r in upload["results"]}  # "plan to watch" counts as listed
+    assert not {3, 13, 23} & {r["mal_id"] for r in upload["results"]}  # "plan to watch" counts as listed
 
 
 @pytest.mark.parametrize(("method", "url", "kwargs", "status", "reason"), [
@@ -125,16 +126,16 @@ def cli(anime_recs_cli):  # type: ignore[no-untyped-def]
 def test_query_commands(served: SimpleNamespace, tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
     similar = _cli(served.root, "similar", "cowboy bebop", "-n", "3", "--json")
     assert similar.returncode == 0, similar.stderr
-    assert json.loads(similar.stdout)["query"]["Name"] == "Cowboy Bebop"
+    assert json.loads(similar.stdout)["query"]["name"] == "Cowboy Bebop"
     unknown = _cli(served.root, "recommend", "--user", "42")
     assert unknown.returncode == 2 and unknown.stderr.count("\n") == 1 and "unknown user id 42" in unknown.stderr, unknown.stderr
     table = cli(served.root, "recommend", "--user", str(FIRST_USER), "-n", "4", "--model", "v0")
-    assert table.returncode == 0 and "recommendations for user" in table.stdout and "Predicted rating" in table.stdout
+    assert table.returncode == 0 and "recommendations for user" in table.stdout and "predicted rating" in table.stdout and "match" in table.stdout
     users = cli(served.root, "users", "--user", str(FIRST_USER), "--json")
     assert len(json.loads(users.stdout)["results"]) == 10
     (tmp_path / "mine.csv").write_text("name,rating\nToradora,10\nClannad,9\n")
     mine = json.loads(cli(served.root, "recommend", "--ratings", str(tmp_path / "mine.csv"), "-n", "3", "--json").stdout)
-    assert mine["used"] == 2 and all(GENRE_OF[r["MAL_ID"]] == "Romance" for r in mine["results"])
+    assert mine["used"] == 2 and all(GENRE_OF[r["mal_id"]] == "Romance" for r in mine["results"])
     (tmp_path / "animelist.xml").write_bytes(MAL_XML)
     mal = cli(served.root, "recommend", "--mal-export", str(tmp_path / "animelist.xml"), "-n", "3")
     assert mal.returncode == 0 and "from your 2 ratings" in mal.stdout
@@ -186,7 +187,7 @@ def test_reload_swaps_versions_atomically(tmp_path: Path) -> None:
             thread.join(30)
         stop_server(proc)
     def key(answer: dict) -> list[tuple[int, float]]:
-        return [(r["MAL_ID"], round(r["Predicted rating"], 9)) for r in answer["results"]]
+        return [(r["mal_id"], round(r["predicted_rating"], 9)) for r in answer["results"]]
 
     expected = {ref: key(load_service(root, ref).recommend(FIRST_USER, 8)) for ref in (first, second)}
     assert expected[first] != expected[second]  # otherwise a mixed answer could not be told apart
@@ -213,16 +214,16 @@ def test_a_model_answers_with_its_own_catalogue_after_newer_data(tmp_path: Path,
     names_a = set(catalogue_a["Name"])
 
     answer = json.loads(cli(root, "similar", "cowboy bebop", "-n", "5", "--json").stdout)  # the newest model: v0
-    assert answer["query"]["Name"] == "Cowboy Bebop" and {r["Name"] for r in answer["results"]} <= names_a
-    assert load_service(root, "v0").rec.resolve_anime("Cowboy Bebop") == answer["query"]["MAL_ID"]
+    assert answer["query"]["name"] == "Cowboy Bebop" and {r["name"] for r in answer["results"]} <= names_a
+    assert load_service(root, "v0").rec.resolve_anime("Cowboy Bebop") == answer["query"]["mal_id"]
     proc, base = serve_store(root, "--model", "v0")
     try:
         served = httpx.get(f"{base}/api/anime/similar", params={"anime": "cowboy bebop", "n": 5}, timeout=30).json()
     finally:
         stop_server(proc)
-    assert served["query"]["Name"] == "Cowboy Bebop" and {r["Name"] for r in served["results"]} <= names_a
+    assert served["query"]["name"] == "Cowboy Bebop" and {r["name"] for r in served["results"]} <= names_a
     recommended = json.loads(cli(root, "recommend", "--user", str(FIRST_USER), "-n", "5", "--json").stdout)
-    assert len(recommended["results"]) == 5 and {r["Name"] for r in recommended["results"]} <= names_a
+    assert len(recommended["results"]) == 5 and {r["name"] for r in recommended["results"]} <= names_a
 
     shutil.rmtree(root / "all_anime.csv" / "v0")  # the model's own catalogue is gone: no fallback to v1
     gone = cli(root, "similar", "cowboy bebop")
@@ -240,3 +241,49 @@ def test_a_model_that_records_no_catalogue_says_so_in_one_line(tmp_path: Path, c
               metadata={"input": {"preprocessed_stats.parquet": "preprocessed_stats.parquet:v0"}})  # as older versions did
     old = cli(root, "similar", "cowboy bebop")
     assert old.returncode == 2 and old.stderr.count("\n") == 1 and "records no version of all_anime.csv" in old.stderr
+
+
+def _snake_keys(value: object) -> list[str]:
+    """Every key anywhere in a JSON value that is not snake_case (genre/source names are data, not keys)."""
+    bad: list[str] = []
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not re.fullmatch(r"[a-z][a-z0-9_]*", key):
+                bad.append(key)
+            if key not in ("genres", "sources") or not isinstance(item, dict):
+                bad += _snake_keys(item)
+    elif isinstance(value, list):
+        for item in value:
+            bad += _snake_keys(item)
+    return bad
+
+
+def test_every_json_answer_is_snake_case_and_validates_against_the_documented_schema(served: SimpleNamespace, cli) -> None:  # type: ignore[no-untyped-def]
+    from anime_recs.serve.schema import ANSWERS
+
+    user = FIRST_USER + 1
+    api = {
+        "info": served.client.get("/api/info"),
+        "search": served.client.get("/api/search", params={"q": "tora"}),
+        "similar_anime": served.client.get("/api/anime/similar", params={"anime": "Toradora", "n": 3}),
+        "similar_users": served.client.get(f"/api/users/{user}/similar", params={"n": 3}),
+        "recommend": served.client.get(f"/api/users/{user}/recommendations", params={"n": 3}),
+        "recommend_from_similar_users": served.client.get(f"/api/users/{user}/similar-user-recommendations"),
+        "preferences": served.client.get(f"/api/users/{user}/preferences"),
+        "new_user": served.client.post("/api/new-user/recommendations", json={"ratings": [{"anime": 13, "rating": 9}]}),
+    }
+    for kind, response in api.items():
+        assert response.status_code == 200, (kind, response.text)
+        assert _snake_keys(response.json()) == [], kind
+        ANSWERS[kind].model_validate(response.json())  # extra keys are refused: the schema is the whole answer
+    assert isinstance(api["similar_anime"].json()["results"][0]["genres"], list)
+    assert isinstance(api["similar_users"].json()["results"][0]["favorite_names"], list)
+
+    commands = {"similar_anime": ("similar", "Toradora"), "similar_users": ("users", "--user", str(user)),
+                "recommend": ("recommend", "--user", str(user))}
+    for kind, argv in commands.items():
+        printed = json.loads(cli(served.root, *argv, "-n", "3", "--json").stdout)
+        assert _snake_keys(printed) == [], kind
+        ANSWERS[kind].model_validate(printed)
+    documented = served.client.get("/openapi.json").json()["components"]["schemas"]
+    assert {"AnimeResult", "SimilarAnimeAnswer", "NewUserAnswer"} <= set(documented)

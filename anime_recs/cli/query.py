@@ -89,6 +89,19 @@ def answer(args: argparse.Namespace, root: str | None) -> dict[str, Any]:
     return service.new_user(ratings, args.n, genres, types, **bounds)
 
 
+#: The columns of an answer a person reads in the terminal, and their headers (the JSON has them all).
+TABLE_COLUMNS = {"mal_id": "MAL_ID", "user_id": "user", "name": "title", "type": "type", "episodes": "episodes",
+                 "genres": "genres", "similarity": "similarity", "match": "match", "predicted_rating": "predicted rating",
+                 "n_similar_users": "similar users", "score": "MAL score", "n_ratings": "ratings",
+                 "favorite_names": "favourites", "explanation": "why"}
+
+
+def readable(frame: pd.DataFrame) -> pd.DataFrame:
+    """An answer's rows as the terminal shows them: :data:`TABLE_COLUMNS` in that order, under their headers."""
+    shown = [column for column in TABLE_COLUMNS if column in frame.columns]
+    return frame[shown].rename(columns=TABLE_COLUMNS)
+
+
 def run(args: argparse.Namespace, root: str | None) -> int:
     """Entry for the commands of :func:`add_commands`; returns the exit code."""
     if args.group == "serve":
@@ -102,8 +115,8 @@ def run(args: argparse.Namespace, root: str | None) -> int:
     if args.json:
         print(json.dumps(result, indent=1, ensure_ascii=False))
         return 0
-    frame = pd.DataFrame(result["results"]).drop(columns=["Synopsis", "English name", "Members", "favorite_ids", "Rank score"], errors="ignore")
-    title = {"similar": lambda: f"anime similar to {result['query']['Name']} (MAL_ID {result['query']['MAL_ID']})",
+    frame = readable(pd.DataFrame(result["results"]))
+    title = {"similar": lambda: f"anime similar to {result['query']['name']} (MAL_ID {result['query']['mal_id']})",
              "users": lambda: f"users similar to user {result['query_user']}",
              "recommend": lambda: (f"recommendations for user {result['query_user']}" if "query_user" in result
                                    else f"recommendations from your {result['used']} ratings")}[args.group]()

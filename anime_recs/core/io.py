@@ -102,11 +102,13 @@ def write_json(data: Any, path: Path | str) -> Path:
 
 
 def format_table(frame: pd.DataFrame, max_rows: int = 30, max_colwidth: int = 40) -> str:
-    """A plain-text table for the terminal, long cells shortened."""
+    """A plain-text table for the terminal: lists joined with commas, long cells shortened with an ellipsis."""
     import pandas as pd
 
     shown = frame.head(max_rows).copy()
     for column in shown.columns:
+        if shown[column].dtype == object:
+            shown[column] = shown[column].map(lambda v: ", ".join(map(str, v)) if isinstance(v, (list, tuple)) else v)
         if shown[column].dtype == object or pd.api.types.is_string_dtype(shown[column]):
             shown[column] = shown[column].astype(str).map(lambda s: s if len(s) <= max_colwidth else s[: max_colwidth - 1] + "…")
     text = shown.to_string(index=False, float_format=lambda v: f"{v:.4g}")

@@ -50,7 +50,7 @@ PIPELINE_KEYS = frozenset({"family", "test_size", "holdout_fraction", "resume", 
 def family_options(family: str, config: Mapping[str, Any]) -> dict[str, Any]:
     """The options of ``family`` found in a ``model`` config group (pipeline keys such as ``test_size`` are left out).
 
-    The network's option names are tolerated for every family (``data_source=original`` sets
+    The network's option names are tolerated for every family (``data=original`` sets
     them); any other unknown key is a typo and a one-line error.
     """
     network = set(network_param_names())

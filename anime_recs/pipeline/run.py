@@ -28,6 +28,7 @@ from anime_recs.core.config import str_to_list
 from anime_recs.core.options import STEP_OPTIONS, STEPS, step_values, validate_config
 from anime_recs.data.download import MAL_API, source_kind
 from anime_recs.data.mal import source as mal_source
+from anime_recs.data.upstream import resolve_dir_sources
 from anime_recs.core.errors import UserInputError
 from anime_recs.core.lifeline import PIPELINE_ENV, pipeline_alive, pipeline_token
 from anime_recs.pipeline.backends import BACKEND_ENV, check_tracking_server, require_wandb_online, resolve_backend_name
@@ -216,6 +217,7 @@ def run_pipeline(cfg: Config, project_dir: Path, base: Path, overrides: list[str
         overrides: the command-line overrides of this job, logged on the parent run with the resolved config.
     """
     steps = parse_steps(cfg["main"]["execute_steps"])
+    cfg = {**cfg, "data": resolve_dir_sources(dict(cfg["data"]), base)}  # `data=files`: the upstream files in data.dir
     validate_config(cfg)
     check_family_options(cfg)
     env_manager = str(cfg["main"]["env_manager"])

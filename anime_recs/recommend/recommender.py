@@ -365,6 +365,7 @@ class AnimeRecommender(Catalogue, UserRatings, ModelRanking):
                 # One short list per result user (n of them), formatted like the original CSV.
                 "favorite_animes": [str(v.tolist())[1:-1] for v in names],
                 "favorite_ids": [v.tolist() for v in mal],
+                "favorite_names": [v.tolist() for v in names],  # the same names as a list (JSON answers)
             }
         )
         frame.attrs["query_user"] = self._coerce_user(user_id)

@@ -56,11 +56,12 @@ def _rows(query: str, answer: dict[str, Any], kind: str) -> list[dict[str, Any]]
     for rank, r in enumerate(answer["results"], 1):
         is_user = kind == "similar_users"
         out.append({
-            "query": query, "rank": rank, "id": int(r["user_id"] if is_user else r["MAL_ID"]),
-            "name": str(r.get("favorite_animes", "")) if is_user else str(r["Name"]),
-            "score": next((float(r[k]) for k in ("Similarity", "Match", "n_similar_users") if r.get(k) is not None), np.nan),
-            "predicted_rating": float(r["Predicted rating"]) if r.get("Predicted rating") is not None else np.nan,
-            "explanation": str(r.get("Explanation") or ""), "genres": str(r.get("Genres") or ""), "type": str(r.get("Type") or ""),
+            "query": query, "rank": rank, "id": int(r["user_id"] if is_user else r["mal_id"]),
+            "name": ", ".join(r["favorite_names"]) if is_user else str(r["name"]),
+            "score": next((float(r[k]) for k in ("similarity", "match", "n_similar_users") if r.get(k) is not None), np.nan),
+            "predicted_rating": float(r["predicted_rating"]) if r.get("predicted_rating") is not None else np.nan,
+            "explanation": str(r.get("explanation") or ""), "genres": ", ".join(r.get("genres") or []),
+            "type": str(r.get("type") or ""),
         })
     return out
 

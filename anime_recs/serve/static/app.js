@@ -1,7 +1,7 @@
 // The page over the anime_recs HTTP API: plain JavaScript, no build step.
 "use strict";
 const $ = (id) => document.getElementById(id);
-const mine = new Map(); // MAL_ID -> {name, rating}
+const mine = new Map(); // mal_id -> {name, rating}
 let picked = null;
 
 function showError(message) { const e = $("error"); e.textContent = message || ""; e.hidden = !message; }
@@ -22,12 +22,12 @@ function el(tag, attrs, ...children) {
 }
 
 function card(row, extra) {
-  const facts = [row.Type, row.Score != null ? `score ${row.Score}` : null, row.Genres].filter(Boolean).join(" · ");
+  const facts = [row.type, row.score != null ? `score ${row.score}` : null, (row.genres || []).join(", ")].filter(Boolean).join(" · ");
   return el("div", { className: "card" },
-    el("h4", { textContent: row.Name }),
+    el("h4", { textContent: row.name }),
     extra ? el("div", { className: "why", textContent: extra }) : "",
     el("div", { className: "facts", textContent: facts }),
-    el("div", { className: "syn", textContent: row.Synopsis && row.Synopsis !== "Unknown" ? row.Synopsis : "" }));
+    el("div", { className: "syn", textContent: row.synopsis || "" }));
 }
 
 let typing = null;
@@ -41,9 +41,9 @@ $("search").addEventListener("input", () => {
     try {
       const found = await api(`/api/search?q=${encodeURIComponent(q)}&n=8`);
       for (const hit of found.results) {
-        const item = el("li", { textContent: `${hit.Name} (${hit.Type})` });
-        item.dataset.malId = hit.MAL_ID;
-        item.addEventListener("click", () => pick(hit.MAL_ID, hit.Name));
+        const item = el("li", { textContent: `${hit.name} (${hit.type})` });
+        item.dataset.malId = hit.mal_id;
+        item.addEventListener("click", () => pick(hit.mal_id, hit.name));
         list.append(item);
       }
     } catch (err) { showError(err.message); }
@@ -57,7 +57,7 @@ async function pick(malId, name) {
   $("picked-name").textContent = name;
   try {
     const similar = await api(`/api/anime/similar?anime=${malId}&n=6`);
-    $("similar").replaceChildren(...similar.results.map((r) => card(r, `similarity ${r.Similarity.toFixed(2)}`)));
+    $("similar").replaceChildren(...similar.results.map((r) => card(r, `similarity ${r.similarity.toFixed(2)}`)));
   } catch (err) { showError(err.message); }
 }
 
@@ -84,7 +84,7 @@ $("recommend").addEventListener("click", async () => {
     const recs = await api("/api/new-user/recommendations", {
       method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ ratings, n: 9 }) });
     $("recs-note").textContent = `from your ${recs.used} ratings, model ${recs.version}` + (recs.note ? ` (${recs.note})` : "");
-    $("recs").replaceChildren(...recs.results.map((r) => card(r, `${r.Explanation} · match ${r.Match.toFixed(0)} · predicted ${r["Predicted rating"].toFixed(1)}`)));
+    $("recs").replaceChildren(...recs.results.map((r) => card(r, `${r.explanation} · match ${r.match.toFixed(0)} · predicted ${r.predicted_rating.toFixed(1)}`)));
   } catch (err) { showError(err.message); }
 });
 
@@ -104,10 +104,10 @@ $("show-user").addEventListener("click", async () => {
       api(`/api/users/${encodeURIComponent(user)}/similar?n=5&num_faves=3`)]);
     cloud("genre-cloud", prefs.genres);
     cloud("source-cloud", prefs.sources);
-    $("user-recs").replaceChildren(...recs.results.map((r) => card(r, `match ${r.Match.toFixed(0)} · predicted ${r["Predicted rating"].toFixed(1)}`)));
+    $("user-recs").replaceChildren(...recs.results.map((r) => card(r, `match ${r.match.toFixed(0)} · predicted ${r.predicted_rating.toFixed(1)}`)));
     $("similar-users").tBodies[0].replaceChildren(...users.results.map((u) =>
-      el("tr", {}, el("td", { textContent: u.user_id }), el("td", { textContent: u.Similarity.toFixed(2) }),
-        el("td", { textContent: u.favorite_animes }))));
+      el("tr", {}, el("td", { textContent: u.user_id }), el("td", { textContent: u.similarity.toFixed(2) }),
+        el("td", { textContent: u.favorite_names.join(", ") }))));
     $("user-page").hidden = false;
   } catch (err) { $("user-page").hidden = true; showError(err.message); }
 });
