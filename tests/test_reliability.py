@@ -270,8 +270,8 @@ def test_a_network_only_option_on_another_family_is_refused_in_one_line(tmp_path
                             capture_output=True, text=True, timeout=120, check=False)
     assert result.returncode == 2, result.stderr[-2000:]
     assert result.stderr.strip().splitlines() == [
-        "error: model.TPU_init=true applies only to the original network (model=original); the family 'hybrid' has no "
-        "network to train that way: drop model.TPU_init or add model=original"]
+        "error: model.TPU_init applies only to the original network (model=original); the family 'hybrid' has no "
+        "network and would ignore it: drop model.TPU_init or add model=original"]
     assert not (tmp_path / "artifacts").exists()  # nothing started
     check_family_options({"model": {"family": "original", "TPU_init": True}})  # the network takes it
 

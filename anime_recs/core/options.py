@@ -287,6 +287,15 @@ OTHER_RULES: dict[str, Rule] = {
 }
 
 
+#: Config keys the pipeline itself reads (none of them is one step's parameter), and the module reading each.
+PIPELINE_READS: dict[str, str] = {
+    **{f"main.{key}": "anime_recs.pipeline.run" for key in (
+        "project_name", "experiment_name", "execute_steps", "env_manager", "steps_repository", "steps_version",
+        "download_repository", "wandb_mode", "artifact_backend", "artifact_root", "verbose")},
+    "data.dir": "anime_recs.data.upstream",  # data=files: the folder the `dir` sources come from
+}
+
+
 def config_rules() -> dict[str, Rule]:
     """Config key -> rule, from every option's rule and :data:`OTHER_RULES`."""
     rules: dict[str, Rule] = {}

@@ -188,23 +188,26 @@ def _tracking_uri() -> str:
     return mlflow.get_tracking_uri()
 
 
-#: Options of the ``model`` group that only the original network has: on another family they would do nothing.
-NETWORK_ONLY_OPTIONS = ("TPU_init", "multi_worker")
+#: Options of the ``model`` group that only the original network has: switched on for another family (in a config
+#: file or a preset as well as on the command line) they would do nothing.
+NETWORK_SWITCHES = ("TPU_init", "multi_worker")
 
 
-def check_family_options(cfg: Config) -> None:
-    """Refuse a network-only option switched on for a family without a network (it would be silently ignored).
+def check_family_options(cfg: Config, overrides: list[str] | None = None) -> None:
+    """Refuse an option the chosen family would silently ignore: a network-only switch turned on, or any network-only
+    ``model.KEY`` set on the command line (``overrides``, Hydra's form ``model.epochs=3``).
 
     Raises:
         UserInputError: naming the option and the family that supports it.
     """
+    from anime_recs.models import check_options_apply
+
     model = cfg.get("model") or {}
-    family = model.get("family")
-    switched_on = [key for key in NETWORK_ONLY_OPTIONS if model.get(key)]
-    if family != "original" and switched_on:
-        key = switched_on[0]
-        raise UserInputError(f"model.{key}=true applies only to the original network (model=original); the family "
-                             f"{family!r} has no network to train that way: drop model.{key} or add model=original")
+    family = str(model.get("family"))
+    switched_on = [key for key in NETWORK_SWITCHES if model.get(key)]
+    overridden = [key.lstrip("+~").removeprefix("model.") for key, sep, _ in (o.partition("=") for o in overrides or [])
+                  if sep and key.lstrip("+~").startswith("model.")]
+    check_options_apply(family, [*switched_on, *overridden])
 
 
 def run_pipeline(cfg: Config, project_dir: Path, base: Path, overrides: list[str] | None = None) -> list[str]:
@@ -219,7 +222,7 @@ def run_pipeline(cfg: Config, project_dir: Path, base: Path, overrides: list[str
     steps = parse_steps(cfg["main"]["execute_steps"])
     cfg = {**cfg, "data": resolve_dir_sources(dict(cfg["data"]), base)}  # `data=files`: the upstream files in data.dir
     validate_config(cfg)
-    check_family_options(cfg)
+    check_family_options(cfg, overrides)
     env_manager = str(cfg["main"]["env_manager"])
     check_env_manager(env_manager, [project_dir / step / "conda.yml" for step in steps])
     configure_environment(cfg, base)
