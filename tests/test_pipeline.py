@@ -90,6 +90,14 @@ def test_pipeline_runs_steps_nested_and_single_steps(tmp_path: Path) -> None:
                               (next(r["run_id"] for r in children if r["mlflow.runName"] == "preprocess"),)).fetchall())
     con.close()
     assert params["input.user_stats.parquet"] == "user_stats.parquet:v1"  # the exact version consumed
+    # One experiment whatever the entry point: `mlflow run .` too puts the pipeline in main.experiment_name, and the
+    # run MLflow started in "Default" points to it.
+    con = sqlite3.connect(tmp_path / "mlflow.db")
+    experiment = con.execute("select e.name from runs r join experiments e on r.experiment_id = e.experiment_id "
+                             "where r.run_uuid = ?", (pipelines[0]["run_id"],)).fetchone()[0]
+    con.close()
+    assert experiment == "development"
+    assert [r["anime_recs.pipeline_run"] for r in runs.values() if "anime_recs.pipeline_run" in r].count(pipelines[0]["run_id"]) == 1
 
     alone = mlflow_run(str(REPO / "preprocess"), tmp_path, "-P", "num_reviews=3", "-P", "drop_plan=true")
     assert alone.returncode == 0, alone.stderr[-3000:]

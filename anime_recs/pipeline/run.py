@@ -34,7 +34,7 @@ from anime_recs.core.lifeline import PIPELINE_ENV, pipeline_alive, pipeline_toke
 from anime_recs.pipeline.backends import BACKEND_ENV, check_tracking_server, require_wandb_online, resolve_backend_name
 from anime_recs.pipeline.environments import building_environment, check_env_manager
 from anime_recs.pipeline.tracking import (PARENT_RUN_ENV, VERBOSE_ENV, WANDB_MODE_ENV, ensure_tracking_store, quiet_third_parties,
-                                          resolve_wandb_mode, default_tracking_store, use_experiment, wandb_mode_line,
+                                          resolve_wandb_mode, default_tracking_store, choose_pipeline_experiment, wandb_mode_line,
                                           mark_killed, mark_ml_experiment)
 
 logger = logging.getLogger(__name__)
@@ -346,8 +346,8 @@ def _run_steps(cfg: Config, steps: list[str], params: dict[str, dict[str, Any]],
     from mlflow.tracking import MlflowClient
 
     ensure_tracking_store()
-    if "MLFLOW_RUN_ID" not in os.environ:
-        use_experiment(str(cfg["main"]["experiment_name"]))
+    experiment = str(cfg["main"]["experiment_name"])
+    launcher_run = choose_pipeline_experiment(experiment)  # one experiment, whether `mlflow run .` or `python main.py`
     child_runs = []
     produced: dict[str, str] = {}
     client = MlflowClient()
@@ -357,6 +357,10 @@ def _run_steps(cfg: Config, steps: list[str], params: dict[str, dict[str, Any]],
         mark_ml_experiment(parent.info.experiment_id)  # whatever the entry point (mlflow run . or python main.py)
         os.environ[PARENT_RUN_ENV] = parent.info.run_id
         mlflow.set_tags({"anime_recs.pipeline.steps": ",".join(steps), PIPELINE_TAG: token})
+        if launcher_run:
+            client.set_tag(launcher_run, "anime_recs.pipeline_run", parent.info.run_id)
+            client.set_tag(launcher_run, "mlflow.note.content", f"This `mlflow run` ran the pipeline as run {parent.info.run_id} "
+                           f"in experiment '{experiment}' (main.experiment_name).")
         _log_config(cfg, overrides)
         where = os.environ.get(ROOT_ENV) or f"the MLflow tracking server {mlflow.get_tracking_uri()}"
         if os.environ[BACKEND_ENV] == "wandb":

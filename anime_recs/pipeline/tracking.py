@@ -271,6 +271,31 @@ def use_experiment(name: str) -> None:
     mlflow.set_experiment(name)
 
 
+#: The experiment MLflow puts a run in when nobody chose one (``mlflow run .`` without ``--experiment-name``).
+DEFAULT_EXPERIMENT_ID = "0"
+
+
+def choose_pipeline_experiment(name: str) -> str | None:
+    """Make ``name`` (``main.experiment_name``) the experiment of the pipeline's run, whatever the entry point.
+
+    ``python main.py`` starts the run itself. ``mlflow run .`` has already started one, in MLflow's "Default"
+    experiment unless ``--experiment-name`` chose another: a run in "Default" is left as a pointer and the pipeline
+    runs in ``name`` like ``python main.py`` does; a run in a chosen experiment is the pipeline's run.
+
+    Returns:
+        The id of the ``mlflow run`` run left behind (tag it with where the pipeline went), or None.
+    """
+    from mlflow.tracking import MlflowClient
+
+    outer = os.environ.get("MLFLOW_RUN_ID")
+    if outer and MlflowClient().get_run(outer).info.experiment_id != DEFAULT_EXPERIMENT_ID:
+        return None  # `mlflow run . --experiment-name X`: the user chose the experiment; the pipeline is that run
+    for variable in ("MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME"):
+        os.environ.pop(variable, None)
+    use_experiment(name)
+    return outer
+
+
 def mark_ml_experiment(experiment_id: str) -> None:
     """Tag the experiment as a machine-learning one (:data:`ML_EXPERIMENT_KIND`) unless it has a kind already."""
     from mlflow.tracking import MlflowClient
