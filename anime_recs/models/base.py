@@ -31,6 +31,7 @@ import scipy.sparse as sp
 if TYPE_CHECKING:  # annotations only: a fresh process that loads a saved model skips pandas' ~0.4 s import
     import pandas as pd
 
+from anime_recs.core.progress import progress
 from anime_recs.core.encoding import IdEncoder
 from anime_recs.core.errors import UserInputError, one_line
 from anime_recs.core.io import atomic_write, write_json
@@ -213,7 +214,8 @@ class RecommenderModel(ABC):
         need = self.memory_estimate(*data.shape, len(data))
         if need is not None:
             check_memory(self.family, need, data)
-        self._fit(data)
+        with progress(f"fit {self.family} on {data.shape[0]:,} users x {data.shape[1]:,} anime"):
+            self._fit(data)
         if need is not None:
             self.fit_info["memory_estimate_gb"] = round(need / 1e9, 3)
         return self

@@ -36,6 +36,7 @@ from typing import Any, ClassVar
 import numpy as np
 import scipy.sparse as sp
 
+from anime_recs.core.progress import stage
 from anime_recs.core.errors import UserInputError
 from anime_recs.models.base import DISLIKE_THRESHOLD, FoldIn, Interactions, RecommenderModel, biases, disliked, spectral_vectors
 from anime_recs.models.linalg import BLOCK_ROWS, blocks, cross_gram, for_each_block, inverse_spd, workers
@@ -168,6 +169,8 @@ class _Folds:
             G, M = gram(X), cross_gram(X, target)
             per_item = len(split.fit_part) / max(len(split.fit_part.items), 1) * self.per_item_scale
             for j, options in enumerate(candidates):
+                stage(f"EASE selection: l2_per_count {float(options['l2_per_count']):g}, liked_weight "
+                      f"{float(options['liked_weight']):g}, disliked_weight {float(options['disliked_weight']):g}")
                 scores = validation_scores(X, G, M, float(options["l2_per_count"]) * per_item, split.users)
                 totals[j] += validation_ndcg(scores, split)
             del G, M
@@ -264,8 +267,10 @@ class EASE(RecommenderModel):
         per_item = len(data) / max(len(data.items), 1)
         l2 = float(p["l2_per_count"]) * per_item
         logger.info("EASE: weights for %d anime at lambda %.1f ...", len(data.items), l2)
+        stage(f"EASE weights for {len(data.items):,} anime")
         self._B = ease_weights(self._X, target, l2)
         logger.info("EASE: weights done; representations (SVD) ...")
+        stage("EASE representations (SVD)")
         self._mu, self._b_user, self._b_item = biases(data, float(p["reg_item"]), float(p["reg_user"]), int(p["bias_sweeps"]))
         chose = data.matrix(1.0 + float(p["liked_weight"]) * data.liked(float(p["like_threshold"]))).astype(np.float32)
         self._U, self._V = spectral_vectors(chose.tocsr(), int(p["embedding_size"]), int(p["seed"]))

@@ -42,6 +42,7 @@ import numba
 import numpy as np
 import scipy.sparse as sp
 
+from anime_recs.core.progress import stage
 from anime_recs.models.base import FoldIn, Interactions, RecommenderModel, biases, spectral_vectors
 from anime_recs.models.linalg import for_each_block
 
@@ -425,6 +426,7 @@ class Neighbourhood(RecommenderModel):
         weights, user_gain = np.ones(3), None
         held = _sample_users(held, int(p["blend_users"]), int(p["seed"]))
         if len(held) >= 10:
+            stage("neighbourhood: blend weights")
             first = _Parts(fit_part, p)
             feats = first.features_at(held.user_rows, held.item_rows)
             base = first.mu + first.b_user[held.user_rows] + first.b_item[held.item_rows]
@@ -433,12 +435,15 @@ class Neighbourhood(RecommenderModel):
         del fit_part, held
         self._weights = weights.astype(np.float64)
         logger.info("neighbourhood: final fit on %d users ...", sample.shape[0])
+        stage(f"neighbourhood: final fit on {sample.shape[0]:,} users")
         self._parts = _Parts(sample, p)
         self._parts.use_user_term = bool(self._weights[1] != 0)
         if sample is not data:  # every user's bias, residuals and factors against the sample's item side
+            stage(f"neighbourhood: extending to {data.shape[0]:,} users")
             self._parts.extend_to(data, float(p["reg_user"]), float(p["factor_reg"]))
         self._U = self._V = None
         if self.representations:
+            stage("neighbourhood: SVD representations")
             self._U, self._V = spectral_vectors(data.matrix(), int(p["embedding_size"]), int(p["seed"]))
         self.fit_info = {"blend": [round(float(w), 3) for w in weights],
                          "user_term": {"rmse_gain": None if user_gain is None else round(user_gain, 5),
