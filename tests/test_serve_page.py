@@ -8,55 +8,29 @@ ANIME_RECS_SCREENSHOTS=docs/screenshots to refresh the committed ones).
 from __future__ import annotations
 
 import concurrent.futures
-import os
-import shutil
-import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.browser import browser_installed, screenshot, start_chrome
 from tests.serve_world import FIRST_USER, free_port, publish_world, start_server, stop_server, world
 
-REPO = Path(__file__).resolve().parents[1]
-CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 GENRE_OF = {row.Name: row.Genres.split(",")[0] for row in world()[1].itertuples()}
 #: How often a wait re-checks the page: Selenium's default 0.5 s made each of the ~12 waits below
 #: sleep up to half a second after the page was already ready (the timeout stays 20 s).
 POLL = 0.05
 
 
-def _browser_installed() -> bool:
-    if CHROMIUM.exists() and CHROMEDRIVER.exists():
-        return True
-    can_install = os.environ.get("CI", "").lower() in ("1", "true") or os.geteuid() == 0
-    if can_install and shutil.which("apt-get"):
-        # A clean CI machine: install it the way the README says (scripts/install_browser.sh).
-        result = subprocess.run(["bash", str(REPO / "scripts" / "install_browser.sh")], capture_output=True, text=True, timeout=900, check=False)
-        if result.returncode != 0:
-            pytest.skip(f"could not install chromium: {result.stderr.strip().splitlines()[-1:] or result.returncode}")
-    return CHROMIUM.exists() and CHROMEDRIVER.exists()
-
-
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[object, str]]:
-    if not _browser_installed():
+    if not browser_installed():
         pytest.skip("no /usr/bin/chromium + /usr/bin/chromedriver; run scripts/install_browser.sh (apt) to enable this test")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    # No network but loopback: every request to another host goes to a closed port (Chromium never proxies
-    # localhost), so the page and the API docs must work from this server's files alone.
-    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--window-size=1280,1000",
-                 "--proxy-server=http://127.0.0.1:9"):
-        options.add_argument(flag)
     # The browser starts in a thread while the world is published and the server starts: neither
     # needs the other until the first page load, and each takes a second or two.
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        starting = pool.submit(webdriver.Chrome, service=Service(str(CHROMEDRIVER)), options=options)
+        starting = pool.submit(start_chrome)
         try:
             root = tmp_path_factory.mktemp("page") / "artifacts"
             publish_world(root)
@@ -82,9 +56,7 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[object, 
 
 
 def _shot(driver: object, name: str, tmp_path: Path) -> None:
-    target = Path(os.environ.get("ANIME_RECS_SCREENSHOTS", tmp_path))
-    target.mkdir(parents=True, exist_ok=True)
-    assert driver.save_screenshot(str(target / name))  # type: ignore[attr-defined]
+    screenshot(driver, name, tmp_path)
 
 
 def test_rate_a_few_anime_and_get_recommendations(browser: tuple[object, str], tmp_path: Path) -> None:

@@ -221,7 +221,7 @@ class AnimeRecommender(Catalogue, UserRatings, ModelRanking):
         rated = "; it has ratings but too few to be trained on" if self._ratings_slice(uid)[1] else ""
         raise UserInputError(
             f"unknown user id {uid}{rated}: the model knows {self.n_users:,} users "
-            f"(e.g. {int(example)}); pick one of them or use random_user()"
+            f"(e.g. {int(example)}); pick one of them"
         )
 
     @staticmethod
