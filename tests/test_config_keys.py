@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 
 from anime_recs.core.errors import UserInputError
-from anime_recs.core.options import PIPELINE_READS, STEP_OPTIONS, default_config, lookup
-from anime_recs.models import (FAMILIES, NETWORK_RUN_KEYS, NN_ARTS_KEYS, SHARED_KEYS, build_model, family_owns,
-                               network_only_keys)
+from anime_recs.core.options import (NETWORK_RUN_KEYS, NN_ARTS_KEYS, PIPELINE_READS, SHARED_MODEL_KEYS, STEP_OPTIONS,
+                                     default_config, family_keys, lookup, network_only_keys)
+from anime_recs.models import FAMILIES, build_model
 from anime_recs.models.network.architecture import ModelParams
 from anime_recs.pipeline.run import check_family_options
 from tests.test_hydra import composed
@@ -91,10 +91,10 @@ def test_every_model_key_is_used_by_the_family_or_refused_in_one_line(family: st
     network_params = set(ModelParams.__dataclass_fields__)
     for key in _leaves(model_cfg):
         top = key.split(".")[0]
-        if top in SHARED_KEYS:
+        if top in SHARED_MODEL_KEYS:
             assert f'"{top}"' in STEP_SOURCE, f"model.{key}: the neural_network step does not read it"
             continue
-        if top in network_only_keys() and family != "original" and not family_owns(family, top):
+        if top in network_only_keys() and family != "original" and top not in family_keys(family):
             with pytest.raises(UserInputError, match=rf"^model\.{key} applies only to the original network \(model=original\)"):
                 check_family_options(cfg, [f"model.{key}={_changed(_get(model_cfg, key))}"])
             continue

@@ -296,6 +296,53 @@ PIPELINE_READS: dict[str, str] = {
 }
 
 
+#: Keys of the ``model`` group every family uses (the data split, the published artifacts' names).
+SHARED_MODEL_KEYS = frozenset({"family", "test_size", "holdout_fraction", "model_artifact", "embeddings_artifact"})
+#: Keys of the ``model`` group only the original network's training run uses (besides the network's own options).
+NETWORK_RUN_KEYS = frozenset({"resume", "TPU_init", "TPU_address", "multi_worker", "stream_above_rows", "weights_artifact",
+                              "history_csv", "loss_plot", "val_fraction", "seed"})
+#: The ``nn_arts`` group travels with the model group to the neural_network step (artifact types and references).
+NN_ARTS_KEYS = frozenset({"model_type", "weights_type", "history_type", "figure_type", "embeddings_type", "main_embeddings"})
+#: The family whose network the network-only keys belong to.
+NETWORK_FAMILY = "original"
+
+
+@functools.cache
+def family_keys(family: str) -> frozenset[str]:
+    """The top-level keys ``config/model/<family>.yaml`` sets: the options that family has (empty for no such file)."""
+    import yaml
+
+    path = CONFIG_FILE.parent / "model" / f"{family}.yaml"
+    if not path.is_file():
+        return frozenset()
+    with open(path, encoding="utf-8") as handle:
+        return frozenset(yaml.safe_load(handle) or {}) - {"family"}
+
+
+def network_only_keys() -> frozenset[str]:
+    """Keys of the ``model`` group only ``model=original`` uses: its run keys and the network's options."""
+    return NETWORK_RUN_KEYS | family_keys(NETWORK_FAMILY)
+
+
+def check_model_overrides(family: str, keys: list[str]) -> None:
+    """Refuse, in one line, a ``model.KEY`` that ``family`` would silently ignore (a network-only key on another family).
+
+    Args:
+        family: the chosen family.
+        keys: the ``model`` keys set (``"epochs"``, ``"ranking.l2_per_count"``).
+
+    Raises:
+        UserInputError: naming the key and the family that uses it.
+    """
+    if family == NETWORK_FAMILY:
+        return
+    for key in keys:
+        top = key.split(".")[0]
+        if top in network_only_keys() and top not in SHARED_MODEL_KEYS and top not in family_keys(family):
+            raise UserInputError(f"model.{key} applies only to the original network (model=original); the family {family!r} "
+                                 f"has no network and would ignore it: drop model.{key} or add model=original")
+
+
 def config_rules() -> dict[str, Rule]:
     """Config key -> rule, from every option's rule and :data:`OTHER_RULES`."""
     rules: dict[str, Rule] = {}

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from anime_recs.core.errors import UserInputError
+from anime_recs.core.options import NETWORK_RUN_KEYS, NN_ARTS_KEYS, SHARED_MODEL_KEYS
 from anime_recs.models.base import Interactions, RecommenderModel, read_model_json
 from anime_recs.models.ease import EASE
 from anime_recs.models.hybrid import Hybrid
@@ -34,49 +35,11 @@ FAMILIES: dict[str, type[RecommenderModel]] = {
 }
 DEFAULT_FAMILY = "hybrid"
 
-__all__ = ["DEFAULT_FAMILY", "FAMILIES", "Interactions", "RecommenderModel", "build_model", "check_options_apply", "family_options",
-           "load_model", "network_only_keys"]
+__all__ = ["DEFAULT_FAMILY", "FAMILIES", "Interactions", "RecommenderModel", "build_model", "family_options", "load_model"]
 
 
-#: Keys of the ``model`` group every family uses (the data split, the published artifacts' names).
-SHARED_KEYS = frozenset({"family", "test_size", "holdout_fraction", "model_artifact", "embeddings_artifact"})
-#: Keys of the ``model`` group only the original network uses (its training run, its extra artifacts).
-NETWORK_RUN_KEYS = frozenset({"resume", "TPU_init", "TPU_address", "multi_worker", "stream_above_rows", "weights_artifact",
-                              "history_csv", "loss_plot", "val_fraction", "seed"})
-#: The ``nn_arts`` group travels with the model group to the neural_network step (artifact types and references).
-NN_ARTS_KEYS = frozenset({"model_type", "weights_type", "history_type", "figure_type", "embeddings_type", "main_embeddings"})
 #: Keys of the ``model`` group that are not options of one family's model object.
-PIPELINE_KEYS = SHARED_KEYS | NETWORK_RUN_KEYS | NN_ARTS_KEYS
-
-
-def network_only_keys() -> frozenset[str]:
-    """Keys of the ``model`` group that only ``model=original`` uses: its run keys and the network's parameters."""
-    return NETWORK_RUN_KEYS | frozenset(network_param_names())
-
-
-def check_options_apply(family: str, overridden: list[str]) -> None:
-    """Refuse, in one line, a ``model.KEY`` set on the command line that ``family`` would silently ignore.
-
-    Args:
-        family: the chosen family.
-        overridden: the ``model`` keys the user set (``"epochs"``, ``"ranking.l2_per_count"``).
-
-    Raises:
-        UserInputError: naming the key and the family that uses it.
-    """
-    if family == "original":
-        return
-    for key in overridden:
-        top = key.split(".")[0]
-        if top in network_only_keys() and top not in SHARED_KEYS and not family_owns(family, top):
-            raise UserInputError(f"model.{key} applies only to the original network (model=original); the family {family!r} "
-                                 f"has no network and would ignore it: drop model.{key} or add model=original")
-
-
-def family_owns(family: str, key: str) -> bool:
-    if family == "hybrid":
-        return key in ("ranking", "rating")
-    return key in (FAMILIES[family].defaults or {})  # type: ignore[attr-defined]
+PIPELINE_KEYS = SHARED_MODEL_KEYS | NETWORK_RUN_KEYS | NN_ARTS_KEYS
 
 
 def family_options(family: str, config: Mapping[str, Any]) -> dict[str, Any]:

@@ -25,7 +25,7 @@ from typing import Any
 
 from anime_recs.store.artifacts import ROOT_ENV, RUNS_DIR, default_root
 from anime_recs.core.config import str_to_list
-from anime_recs.core.options import STEP_OPTIONS, STEPS, step_values, validate_config
+from anime_recs.core.options import STEP_OPTIONS, STEPS, check_model_overrides, step_values, validate_config
 from anime_recs.data.download import MAL_API, source_kind
 from anime_recs.data.mal import source as mal_source
 from anime_recs.data.upstream import resolve_dir_sources
@@ -200,14 +200,12 @@ def check_family_options(cfg: Config, overrides: list[str] | None = None) -> Non
     Raises:
         UserInputError: naming the option and the family that supports it.
     """
-    from anime_recs.models import check_options_apply
-
     model = cfg.get("model") or {}
     family = str(model.get("family"))
     switched_on = [key for key in NETWORK_SWITCHES if model.get(key)]
     overridden = [key.lstrip("+~").removeprefix("model.") for key, sep, _ in (o.partition("=") for o in overrides or [])
                   if sep and key.lstrip("+~").startswith("model.")]
-    check_options_apply(family, [*switched_on, *overridden])
+    check_model_overrides(family, [*switched_on, *overridden])
 
 
 def run_pipeline(cfg: Config, project_dir: Path, base: Path, overrides: list[str] | None = None) -> list[str]:
