@@ -294,10 +294,10 @@ def serve(root: Path | str | None, host: str, port: int, model: str | None, relo
     print(f"serving {holder.current().version} on http://{host}:{port}/ with {workers} worker(s) (API docs: /docs)", flush=True)
     if workers > 1:
         del holder  # each worker loads its own (memory-mapped) copy
-        os.environ[SERVE_ENV] = json.dumps({"root": None if root is None else str(root), "model": model,
-                                            "reload_every": reload_every})
-        uvicorn.run("anime_recs.serve.app:app_from_env", factory=True, host=host, port=port, workers=workers,
-                    log_level="warning")
+        from anime_recs.serve.workers import serve_workers
+
+        serve_workers({"root": None if root is None else str(root), "model": model, "reload_every": reload_every},
+                      SERVE_ENV, host, port, workers)
         return
     holder.start(reload_every)
     try:
