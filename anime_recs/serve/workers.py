@@ -21,6 +21,8 @@ from anime_recs.core.errors import UserInputError
 
 #: Pending connections per worker.
 BACKLOG = 2048
+#: What each worker calls to build its app (named, not imported: the app module starts the workers).
+APP_FACTORY = "anime_recs.serve.app:app_from_env"
 
 
 def _die_with_parent(parent: int) -> None:
@@ -48,11 +50,11 @@ def _worker(spec: str, env: str, host: str, port: int, parent: int) -> None:
     """One server process (the target of :func:`serve_workers`)."""
     import uvicorn
 
-    from anime_recs.serve.app import app_from_env
+    from uvicorn.importer import import_from_string
 
     _die_with_parent(parent)
     os.environ[env] = spec
-    app = app_from_env()  # the model loaded before the socket listens: no connection waits on a worker still loading
+    app = import_from_string(APP_FACTORY)()  # the model loaded before the socket listens: no connection waits on a loading worker
     uvicorn.Server(uvicorn.Config(app, log_level="warning")).run(sockets=[_listening_socket(host, port)])
 
 
