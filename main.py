@@ -13,7 +13,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from anime_recs.core.config import setup_logging
-from anime_recs.core.errors import UserInputError, one_line
+from anime_recs.core.errors import AlreadyReported, UserInputError, one_line
 from anime_recs.pipeline.run import run_pipeline, split_overrides
 
 PROJECT_DIR = Path(__file__).resolve().parent
@@ -26,6 +26,8 @@ def go(config: DictConfig) -> None:
     cfg = OmegaConf.to_container(config, resolve=True)
     try:
         run_pipeline(cfg, PROJECT_DIR, Path(hydra.utils.get_original_cwd()), list(HydraConfig.get().overrides.task))
+    except AlreadyReported:  # a step printed its one-line error already
+        sys.exit(2)
     except UserInputError as exc:
         print(f"error: {one_line(exc)}", file=sys.stderr, flush=True)
         sys.exit(2)

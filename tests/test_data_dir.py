@@ -86,8 +86,10 @@ def test_the_pipeline_reads_a_folder_of_upstream_files_and_names_a_broken_one(tm
     broken = _main(tmp_path, "data=files", "data.dir=kaggle", steps)
     assert broken.returncode != 0
     assert "Traceback" not in broken.stdout + broken.stderr
-    errors = [line for line in broken.stderr.splitlines() if line.startswith("error: download:")]
-    assert len(errors) == 1 and str(folder / "animelist.csv") in errors[0] and "got 7" in errors[0], broken.stderr
+    errors = broken.stderr.strip().splitlines()  # one line: the step's, not repeated by the pipeline or MLflow
+    assert len(errors) == 1 and errors[0].startswith("error: download: user stats file "), broken.stderr
+    assert str(folder / "animelist.csv") in errors[0] and "got 7" in errors[0], broken.stderr
+    assert broken.returncode == 2
     assert store.get("user_stats.parquet:latest").version == 0  # nothing published
 
 

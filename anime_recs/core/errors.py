@@ -16,6 +16,10 @@ class DataValidationError(UserInputError):
     """A data file is missing columns, has wrong types or values out of range."""
 
 
+class AlreadyReported(UserInputError):
+    """A user error a step process has shown already, in its own one line: its pipeline exits without repeating it."""
+
+
 class ArtifactError(UserInputError):
     """An artifact name, version or type that does not exist or does not match."""
 

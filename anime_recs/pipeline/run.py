@@ -29,13 +29,13 @@ from anime_recs.core.options import STEP_OPTIONS, STEPS, check_model_overrides, 
 from anime_recs.data.download import MAL_API, source_kind
 from anime_recs.data.mal import source as mal_source
 from anime_recs.data.upstream import resolve_dir_sources
-from anime_recs.core.errors import UserInputError
+from anime_recs.core.errors import AlreadyReported, UserInputError
 from anime_recs.core.lifeline import PIPELINE_ENV, pipeline_alive, pipeline_token
 from anime_recs.pipeline.backends import BACKEND_ENV, check_tracking_server, require_wandb_online, resolve_backend_name
 from anime_recs.pipeline.environments import building_environment, check_env_manager
 from anime_recs.pipeline.tracking import (PARENT_RUN_ENV, VERBOSE_ENV, WANDB_MODE_ENV, ensure_tracking_store, quiet_third_parties,
                                           resolve_wandb_mode, default_tracking_store, choose_pipeline_experiment, wandb_mode_line,
-                                          mark_killed, mark_ml_experiment)
+                                          mark_killed, mark_ml_experiment, ERROR_TAG)
 
 logger = logging.getLogger(__name__)
 
@@ -391,6 +391,9 @@ def _run_steps(cfg: Config, steps: list[str], params: dict[str, dict[str, Any]],
                 mark_killed([submitted.run_id])
                 raise
             if not finished:
+                reported = client.get_run(submitted.run_id).data.tags.get(ERROR_TAG)
+                if reported:  # the step said what was wrong, in one line, above
+                    raise AlreadyReported(f"{step}: {reported}")
                 raise UserInputError(f"step {step} failed (MLflow run {submitted.run_id}); see its error above")
             outputs, inputs = _run_record(client, submitted.run_id)
             headline = headline_metrics(client.get_run(submitted.run_id).data.metrics, step)

@@ -331,8 +331,10 @@ def quiet_third_parties() -> None:
     verbose = os.environ.get(VERBOSE_ENV, "").lower() in ("1", "true")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if verbose else "2")
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "true" if verbose else "false")
-    # MLflow's own INFO lines ("=== Running command ...", "Creating a new experiment") repeat what we print.
-    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "INFO" if verbose else "WARNING")
+    # MLflow's own INFO lines ("=== Running command ...", "Creating a new experiment") repeat what we print, and the
+    # `mlflow run` process that launches each step logs "=== Run (ID ...) failed ===" under the step's own one-line
+    # error: MLflow's processes that do not call this (that launcher) stay quiet; this process shows MLflow's warnings.
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "INFO" if verbose else "CRITICAL")
     logging.getLogger("mlflow").setLevel(logging.INFO if verbose else logging.WARNING)
     if verbose:
         logging.getLogger().setLevel(logging.DEBUG)
@@ -345,6 +347,22 @@ def mark_killed(run_ids: list[str]) -> None:
     client = MlflowClient()
     for run_id in dict.fromkeys(run_ids):
         client.set_terminated(run_id, "KILLED")
+
+
+#: Tag of a step run that ended with a one-line error already shown to the user (its text).
+ERROR_TAG = "anime_recs.error"
+
+
+def _record_error(step: str, message: str) -> None:
+    """Tag the step's last MLflow run with its one-line error, so the pipeline does not repeat it (best effort)."""
+    try:
+        import mlflow
+
+        run = mlflow.last_active_run()
+        if run is not None and run.data.tags.get("mlflow.runName") == step:
+            mlflow.MlflowClient().set_tag(run.info.run_id, ERROR_TAG, message[:5000])
+    except Exception:  # noqa: BLE001 - the error is on the screen already; a tag is a convenience
+        logger.debug("could not tag the run with its error", exc_info=True)
 
 
 def run_step(step: str, params: dict[str, Any], body: Callable[[StepContext], Any]) -> Any:
@@ -402,6 +420,7 @@ def run_step(step: str, params: dict[str, Any], body: Callable[[StepContext], An
         return result
     except UserInputError as exc:
         print(f"error: {step}: {one_line(exc)}", file=sys.stderr, flush=True)
+        _record_error(step, one_line(exc))
         raise SystemExit(2) from None
     except KeyboardInterrupt:
         print(f"error: {step}: interrupted; nothing of this step run was published, re-run the step", file=sys.stderr)
