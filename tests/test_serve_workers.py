@@ -6,6 +6,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -40,8 +41,14 @@ def test_two_workers_answer_on_one_port_and_stop_with_the_server(store: Path) ->
     port = free_port()
     proc = _serve(store, port)
     try:
-        workers = [w for w in _workers(proc) if "python" in w.name().lower()]
-        listening = {w.pid for w in workers for c in w.net_connections("tcp") if c.status == "LISTEN" and c.laddr.port == port}
+        # The server answered once one worker listens; the other listens once its model is loaded.
+        deadline = time.monotonic() + 120
+        while True:
+            workers = [w for w in _workers(proc) if "python" in w.name().lower()]
+            listening = {w.pid for w in workers for c in w.net_connections("tcp") if c.status == "LISTEN" and c.laddr.port == port}
+            if len(listening) == 2 or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
         assert len(listening) == 2, listening  # each worker has its own socket on the port
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
             for _ in range(20):
