@@ -102,34 +102,33 @@ class AnimeResult(Strict):
     n_similar_users: int | None = Field(None, description="similar-user recommendations: how many of them favour it")
 
 
-class SimilarAnimeAnswer(Strict):
+class Answer(Strict):
+    """What every answer about anime or users carries: the model version that answered, and a note when it is short."""
+
     version: str = Field(description="the model version that answered")
-    query: AnimeRef
     note: str | None = None
+
+
+class SimilarAnimeAnswer(Answer):
+    query: AnimeRef
     results: list[AnimeResult]
 
 
-class RecommendationsAnswer(Strict):
-    version: str
+class RecommendationsAnswer(Answer):
     query_user: int
     family: str = Field(description="the model family that ranked")
-    note: str | None = None
     results: list[AnimeResult]
 
 
-class NewUserAnswer(Strict):
-    version: str
+class NewUserAnswer(Answer):
     family: str
     used: int = Field(description="how many of the ratings were folded in")
     skipped: list[str] = Field(description="listed anime the model has no row for (newer than its data)")
-    note: str | None = None
     results: list[AnimeResult]
 
 
-class SimilarUserRecommendationsAnswer(Strict):
-    version: str
+class SimilarUserRecommendationsAnswer(Answer):
     query_user: int
-    note: str | None = None
     results: list[AnimeResult]
 
 
@@ -141,10 +140,8 @@ class SimilarUser(Strict):
     favorite_names: list[str]
 
 
-class SimilarUsersAnswer(Strict):
-    version: str
+class SimilarUsersAnswer(Answer):
     query_user: int
-    note: str | None = None
     results: list[SimilarUser]
 
 
