@@ -194,7 +194,8 @@ def create_app(holder: ModelHolder) -> FastAPI:
         return question(holder.current())  # one version per response, whatever reloads meanwhile
 
     # The routes are ``async def``: each answer is a few ms of CPU, so handing it to a thread pool (as FastAPI does
-    # for ``def`` routes) only added a thread switch (~0.2 ms a request, bench/serve.py); ``--workers`` gives parallelism.
+    # for ``def`` routes) only added a thread switch (~0.2 ms a request on a trivial route over uvicorn) and, under
+    # 50 concurrent requests, threads contending for the GIL; ``--workers`` gives the parallelism.
 
     @app.get("/api/info", responses=ERRORS, response_model=InfoAnswer)
     async def info() -> dict[str, Any]:
@@ -208,7 +209,7 @@ def create_app(holder: ModelHolder) -> FastAPI:
 
     @app.get("/api/anime/similar", responses=ERRORS, response_model=SimilarAnimeAnswer)
     async def similar_anime(anime: Annotated[str, Query(max_length=200, description="MAL_ID or name")], n: N = DEFAULTS["similar_anime"],
-                      genres: Listed = [], types: Listed = []) -> dict[str, Any]:  # noqa: B006 - FastAPI copies defaults
+                            genres: Listed = [], types: Listed = []) -> dict[str, Any]:  # noqa: B006 - FastAPI copies defaults
         """Anime most similar to ``anime`` (cosine of the model's item representations)."""
         return ask(lambda s: s.similar_anime(anime, n, _flat(genres), _flat(types)))
 
@@ -219,19 +220,19 @@ def create_app(holder: ModelHolder) -> FastAPI:
 
     @app.get("/api/users/{user_id}/recommendations", responses=ERRORS, response_model=RecommendationsAnswer)
     async def recommendations(user_id: UserId, n: N = DEFAULTS["recommend"], genres: Listed = [], types: Listed = [],  # noqa: B006
-                        min_score: Score = None, max_score: Score = None) -> dict[str, Any]:
+                              min_score: Score = None, max_score: Score = None) -> dict[str, Any]:
         """Unseen anime the model ranks highest for ``user_id``, with predicted ratings."""
         return ask(lambda s: s.recommend(user_id, n, _flat(genres), _flat(types), min_score, max_score))
 
     @app.get("/api/users/{user_id}/similar-user-recommendations", responses=ERRORS, response_model=SimilarUserRecommendationsAnswer)
     async def similar_user_recommendations(user_id: UserId, n: N = DEFAULTS["similar_user_recs"], n_similar: N = DEFAULTS["n_similar"],
-                                     genres: Listed = []) -> dict[str, Any]:  # noqa: B006
+                                           genres: Listed = []) -> dict[str, Any]:  # noqa: B006
         """Unseen anime the most similar users favour, with "k of n similar users"."""
         return ask(lambda s: s.recommend_from_similar_users(user_id, n, n_similar, _flat(genres)))
 
     @app.get("/api/users/{user_id}/preferences", responses=ERRORS, response_model=PreferencesAnswer)
     async def preferences(user_id: UserId,
-                    favorite_percentile: Annotated[float, Query(ge=0, le=1)] = DEFAULTS["favorite_percentile"]) -> dict[str, Any]:
+                          favorite_percentile: Annotated[float, Query(ge=0, le=1)] = DEFAULTS["favorite_percentile"]) -> dict[str, Any]:
         """The user's favourite anime and how often each genre and source occurs among them."""
         return ask(lambda s: s.preferences(user_id, favorite_percentile))
 
